@@ -1,0 +1,40 @@
+# astroflow: CMD-format maps -> HDF5 shards -> CNN -> inference -> embeddings -> t-SNE -> report.
+# Run:  snakemake --cores all            (embedded synthetic default, no network)
+#       snakemake --report results/report.html
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# The library lives in src/. Parsing imports it from there, and jobs (local, conda or cluster,
+# which re-parse this file) inherit it through PYTHONPATH, so no install step is needed.
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+)
+
+
+# A config file given with --configfile replaces the default instead of being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/infer.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_products(),

@@ -1,0 +1,41 @@
+"""Send a workflow step's logging, warnings and tracebacks to its Snakemake log file."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def log_to_file(path: str | os.PathLike[str], level: int = logging.INFO) -> Iterator[logging.Logger]:
+    """Route the ``astroflow`` logger, warnings and stderr to ``path`` for the duration of a step.
+
+    A cluster job's stdout is easy to lose; the log file declared by the rule is where a user
+    looks first, so the traceback of a failure is written there before it propagates.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous_level = root.level
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    logger = logging.getLogger("astroflow")
+    with open(path, "a") as stream, contextlib.redirect_stderr(stream):
+        try:
+            yield logger
+        except BaseException:
+            logger.exception("step failed")
+            raise
+        finally:
+            handler.flush()
+            root.removeHandler(handler)
+            root.setLevel(previous_level)
+            handler.close()
+            logging.captureWarnings(False)
+            sys.stderr.flush()

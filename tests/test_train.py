@@ -1,0 +1,272 @@
+"""Training engine: device choice, a learnable run end to end, the products it writes, the
+best-epoch weights, reproducibility from the seed, and the model file's error handling."""
+
+import csv
+import logging
+import re
+
+import numpy as np
+import pytest
+import torch
+from shard_factory import write_splits
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import astroflow.train as train_module
+from astroflow import device as device_module
+from astroflow.data.dataset import ShardDataset
+from astroflow.infer import predict
+from astroflow.models.cnn2d import MomentCNN2d
+from astroflow.train import (
+    LOG_COLUMNS,
+    ModelFileError,
+    load_model,
+    save_model,
+    train_experiment,
+)
+
+SETTINGS = {
+    "model": "cnn2d",
+    "fields": ["Mgas"],
+    "params": ["Omega_m", "sigma_8"],
+    "epochs": 20,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "weight_decay": 1e-4,
+    "hidden": 8,
+    "dropout": 0.0,
+    "seed": 1,
+    "threads": 4,  # a resource setting: stored, not used by training itself
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Several people share two cores: one thread per test process is fastest under contention.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    # 16x16 maps, 8 per simulation; sigma_8 sets the amplitude, Omega_m the smoothness.
+    root = tmp_path_factory.mktemp("shards")
+    return write_splits(root, {"train": 40, "val": 10, "test": 10}, maps_per_sim=8)
+
+
+@pytest.fixture(scope="module")
+def trained(shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    summary = train_experiment(
+        SETTINGS,
+        shards["train"],
+        shards["val"],
+        out / "model.pt",
+        out / "train_log.csv",
+        out / "tensorboard",
+    )
+    with open(out / "train_log.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    return {"out": out, "summary": summary, "rows": rows}
+
+
+def tiny_run(shards, out, **overrides):
+    settings = {**SETTINGS, "epochs": 2, "batch_size": 8, **overrides}
+    train_experiment(
+        settings,
+        shards["val"],
+        shards["test"],
+        out / "model.pt",
+        out / "log.csv",
+        out / "tb",
+        num_workers=overrides.get("num_workers", 0),
+    )
+    return torch.load(out / "model.pt", weights_only=True)["state_dict"]
+
+
+def test_device_is_cuda_when_available_else_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device_module.select_device() == torch.device("cuda")
+    assert device_module.select_device("auto") == torch.device("cuda")
+    assert device_module.select_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_module.select_device() == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        device_module.select_device("cuda:0")
+
+
+def test_bf16_autocast_and_channels_last_only_on_cuda(monkeypatch):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert device_module.autocast_dtype(cuda) is torch.bfloat16
+    assert device_module.memory_format(cuda) is torch.channels_last
+    assert device_module.autocast_dtype(cpu) is None
+    assert device_module.memory_format(cpu) is torch.contiguous_format
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert device_module.autocast_dtype(cuda) is None
+    with device_module.autocast(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_training_learns_parameters_of_unseen_simulations(trained, shards, tmp_path):
+    metrics = predict(
+        trained["out"] / "model.pt", shards["test"], tmp_path / "p.h5", tmp_path / "m.json"
+    )
+    # Amplitude is an easy statistic, smoothness on 16x16 maps a harder one.
+    assert metrics["params"]["sigma_8"]["r2"] >= 0.9
+    assert metrics["params"]["Omega_m"]["r2"] >= 0.5
+
+
+def test_train_log_has_one_row_per_epoch_and_loss_falls(trained):
+    rows = trained["rows"]
+    assert list(rows[0]) == list(LOG_COLUMNS)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 21))
+    # 320 training maps in batches of 32: 10 optimizer steps per epoch.
+    assert [int(r["step"]) for r in rows] == [10 * e for e in range(1, 21)]
+    val = np.array([float(r["val_loss"]) for r in rows])
+    train = np.array([float(r["train_loss"]) for r in rows])
+    assert val[-1] < val[0] - 10 and train[-1] < train[0] - 10
+    assert all(float(r["samples_per_s"]) > 0 for r in rows)
+    # One cycle: the learning rate rises to its peak (3e-3) near 30% and anneals to ~0.
+    lr = np.array([float(r["lr"]) for r in rows])
+    assert 4 <= int(np.argmax(lr)) + 1 <= 7 and lr.max() > 2.5e-3 and lr[-1] < 1e-5
+
+
+def test_model_file_holds_best_weights_and_plain_metadata(trained, shards):
+    payload = torch.load(trained["out"] / "model.pt", weights_only=True)
+    assert payload["model"] == "cnn2d"
+    assert payload["arch"] == {
+        "in_channels": 1,
+        "n_params": 2,
+        "map_size": 16,
+        "hidden": 8,
+        "dropout": 0.0,
+    }
+    assert payload["fields"] == ["Mgas"] and payload["params"] == ["Omega_m", "sigma_8"]
+    assert payload["settings"] == SETTINGS
+    val = [float(r["val_loss"]) for r in trained["rows"]]
+    assert payload["best_epoch"] == int(np.argmin(val)) + 1
+    # The saved weights reproduce the best validation loss of the log.
+    model, _ = load_model(trained["out"] / "model.pt")
+    val_set = ShardDataset(shards["val"], ["Mgas"], ["Omega_m", "sigma_8"])
+    loader = train_module.make_loader(val_set, 32, 0, 0, torch.device("cpu"), False)
+    loss = train_module.validation_loss(model, loader, val_set, torch.device("cpu"))
+    assert loss == pytest.approx(min(val), abs=1e-4)
+
+
+def test_tensorboard_has_the_logged_scalars(trained):
+    events = EventAccumulator(str(trained["out"] / "tensorboard"))
+    events.Reload()
+    val = events.Scalars("loss/val")
+    assert [e.step for e in val] == list(range(1, 21))
+    expected = [float(r["val_loss"]) for r in trained["rows"]]
+    np.testing.assert_allclose([e.value for e in val], expected, rtol=1e-5)
+    assert len(events.Scalars("loss/train_batch")) == 200
+
+
+def test_no_temporary_files_are_left(trained):
+    names = sorted(p.name for p in trained["out"].iterdir())
+    assert names == ["model.pt", "tensorboard", "train_log.csv"]
+
+
+def test_the_best_epoch_not_the_last_is_saved(shards, tmp_path, monkeypatch):
+    weights, scripted = [], iter([3.0, 1.0, 2.0])
+
+    def fake_validation(model, loader, dataset, device):
+        weights.append(train_module.cpu_state_dict(model))
+        return next(scripted)
+
+    monkeypatch.setattr(train_module, "validation_loss", fake_validation)
+    saved = tiny_run(shards, tmp_path, epochs=3)
+    for name, tensor in saved.items():
+        assert torch.equal(tensor, weights[1][name]), name
+    assert not all(torch.equal(saved[k], weights[2][k]) for k in saved)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_same_seed_gives_identical_weights(shards, tmp_path, num_workers):
+    a = tiny_run(shards, tmp_path / "a", num_workers=num_workers)
+    b = tiny_run(shards, tmp_path / "b", num_workers=num_workers)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    if num_workers == 0:
+        c = tiny_run(shards, tmp_path / "c", seed=2)
+        assert not torch.equal(a["head.1.weight"], c["head.1.weight"])
+
+
+def test_progress_is_logged_once_per_epoch(shards, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="astroflow.train"):
+        tiny_run(shards, tmp_path, epochs=3)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(lines) == 3
+    assert re.match(r"epoch 3/3 loss \S+ val \S+.* lr \S+ \d+ samples/s, 0:00:00 left", lines[-1])
+
+
+def test_missing_settings_are_named(shards, tmp_path):
+    settings = {k: v for k, v in SETTINGS.items() if k not in ("lr", "seed")}
+    with pytest.raises(KeyError, match=r"\['lr', 'seed'\]"):
+        train_experiment(
+            settings,
+            shards["train"],
+            shards["val"],
+            tmp_path / "m.pt",
+            tmp_path / "l.csv",
+            tmp_path / "tb",
+        )
+
+
+def small_net():
+    torch.manual_seed(0)
+    return MomentCNN2d(in_channels=1, n_params=2, map_size=16, hidden=4).eval()
+
+
+META = {
+    "model": "cnn2d",
+    "arch": {"in_channels": 1, "n_params": 2, "map_size": 16, "hidden": 4},
+    "fields": ["Mgas"],
+    "params": ["Omega_m", "sigma_8"],
+    "settings": {},
+}
+
+
+def test_model_file_round_trip_gives_identical_predictions(tmp_path):
+    net = small_net()
+    save_model(tmp_path / "model.pt", net.state_dict(), META)
+    loaded, meta = load_model(tmp_path / "model.pt")
+    assert meta["fields"] == ["Mgas"] and "state_dict" not in meta
+    assert not loaded.training
+    x = torch.randn(6, 1, 16, 16)
+    with torch.no_grad():
+        for a, b in zip(net(x), loaded(x), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_missing_model_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.pt"):
+        load_model(tmp_path / "absent.pt")
+
+
+def test_model_file_without_a_key_names_file_and_key(tmp_path):
+    path = tmp_path / "model.pt"
+    save_model(path, small_net().state_dict(), META)
+    payload = torch.load(path, weights_only=True)
+    del payload["arch"]
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match=rf"{re.escape(str(path))}: key 'arch' missing"):
+        load_model(path)
+
+
+def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    save_model(path, small_net().state_dict(), {**META, "arch": {**META["arch"], "hidden": 8}})
+    with pytest.raises(ModelFileError, match=rf"{re.escape(str(path))}: key 'state_dict'"):
+        load_model(path)
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(small_net(), path)  # a whole module: needs unpickling code, not weights only
+    with pytest.raises(ModelFileError, match="not a weights-only torch model file"):
+        load_model(path)

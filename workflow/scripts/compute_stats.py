@@ -1,0 +1,20 @@
+"""Snakemake entry point: split simulations and compute train-split field statistics."""
+
+from pathlib import Path
+
+from astroflow.data.shards import compute_train_stats
+from astroflow.runlog import log_to_file
+
+with log_to_file(snakemake.log[0]):
+    p = snakemake.params
+    compute_train_stats(
+        Path(snakemake.input.params).parent,
+        p.suite,
+        p.set,
+        p.fields,
+        p.n_sims,
+        p.splits,
+        p.seed,
+        p.log_floor,
+        snakemake.output[0],
+    )

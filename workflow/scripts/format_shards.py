@@ -1,0 +1,19 @@
+"""Snakemake entry point: write one HDF5 shard of one split."""
+
+from pathlib import Path
+
+from astroflow.data.shards import write_shard
+from astroflow.runlog import log_to_file
+
+with log_to_file(snakemake.log[0]):
+    p = snakemake.params
+    write_shard(
+        Path(snakemake.input.params).parent,
+        p.suite,
+        p.set,
+        snakemake.input.stats,
+        snakemake.wildcards.split,
+        int(snakemake.wildcards.shard),
+        p.maps_per_shard,
+        snakemake.output[0],
+    )

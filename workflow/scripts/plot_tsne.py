@@ -1,0 +1,7 @@
+"""Snakemake entry point: t-SNE map coloured by Omega_m, sigma_8 and cluster."""
+
+from astroflow.plots import plot_tsne
+from astroflow.runlog import log_to_file
+
+with log_to_file(snakemake.log[0]):
+    plot_tsne(snakemake.input.tsne, snakemake.input.clusters, snakemake.output[0])
