@@ -116,7 +116,7 @@ def write_splits(
     seed: int = 0,
     **kwargs,
 ) -> dict[str, list[Path]]:
-    """Shards ``{directory}/{split}/{shard:03d}.h5`` with ``n_sims[split]`` simulations each.
+    """Shards ``{directory}/{split}/{shard:03d}.h5``, each of ``n_sims[split]`` simulations.
 
     Simulation ids and seeds differ between splits and shards, so no simulation leaks.
     """

@@ -38,17 +38,29 @@ def test_defaults_are_filled_per_experiment():
 @pytest.mark.parametrize(
     ("mutate", "key", "expected"),
     [
-        (lambda c: c["experiments"]["exp"].update(epochs="ten"), "experiments.exp.epochs", "integer"),
+        (
+            lambda c: c["experiments"]["exp"].update(epochs="ten"),
+            "experiments.exp.epochs",
+            "integer",
+        ),
         (lambda c: c["experiments"]["exp"].update(lr=-1), "experiments.exp.lr", "minimum"),
         (lambda c: c["data"].update(source="ftp"), "data.source", "synthetic"),
         (lambda c: c["data"].update(n_sim=10), "data", "n_sim"),
         (lambda c: c.update(sed=3), "<top level>", "sed"),
         (lambda c: c["data"].update(map_size=48), "data.map_size", "power of two"),
-        (lambda c: c["data"].update(splits={"train": 0.5, "val": 0.2, "test": 0.2}), "data.splits", "sum"),
+        (
+            lambda c: c["data"].update(splits={"train": 0.5, "val": 0.2, "test": 0.2}),
+            "data.splits",
+            "sum",
+        ),
         (lambda c: c["data"].update(source="download"), "data.base_url", "required"),
         (lambda c: c["experiments"]["exp"].update(fields=["T"]), "experiments.exp.fields", "'T'"),
         (lambda c: c["experiments"]["exp"].update(params=["h"]), "experiments.exp.params", "'h'"),
-        (lambda c: c["data"].update(n_sims=4, splits={"train": 0.9, "val": 0.05, "test": 0.05}), "data.splits.val", "empty"),
+        (
+            lambda c: c["data"].update(n_sims=4, splits={"train": 0.9, "val": 0.05, "test": 0.05}),
+            "data.splits.val",
+            "empty",
+        ),
     ],
 )
 def test_mistakes_name_the_key(mutate, key, expected):

@@ -20,7 +20,7 @@ def _spectrum(omega_m: float, sigma_8: float):
 
 
 def test_estimator_plane_wave_parseval_and_mode_average() -> None:
-    """A cosine puts all its power in one bin, variance = sum P n_modes / L^2, k is mode-averaged."""
+    """A cosine: all power in one bin, variance = sum P n_modes / L^2, k_mean mode-averaged."""
     amplitude, mode = 3.0, 5
     x = np.arange(N)
     wave = amplitude * np.cos(2 * np.pi * mode * x / N)[None, :] * np.ones((N, 1))
@@ -131,7 +131,7 @@ def test_omega_m_moves_the_turnover_inside_the_sampled_range() -> None:
 
 
 def test_measured_turnover_follows_omega_m() -> None:
-    """The bin where averaged GRF spectra peak tracks the input turnover for low and high Omega_m."""
+    """Averaged GRF spectra peak where the input does, for low and high Omega_m."""
     rng = np.random.default_rng(3)
     for omega_m in (0.15, 0.45):
         power = _spectrum(omega_m, 0.8)

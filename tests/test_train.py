@@ -113,9 +113,10 @@ def test_training_learns_parameters_of_unseen_simulations(trained, shards, tmp_p
     metrics = predict(
         trained["out"] / "model.pt", shards["test"], tmp_path / "p.h5", tmp_path / "m.json"
     )
-    # Amplitude is an easy statistic, smoothness on 16x16 maps a harder one.
-    assert metrics["params"]["sigma_8"]["r2"] >= 0.9
-    assert metrics["params"]["Omega_m"]["r2"] >= 0.5
+    # Amplitude is an easy statistic, smoothness on 16x16 maps a harder one. Seeds 1-3 with one
+    # or two threads reach R^2 0.99 and 0.89-0.91 on these held-out simulations.
+    assert metrics["params"]["sigma_8"]["r2"] >= 0.95
+    assert metrics["params"]["Omega_m"]["r2"] >= 0.75
 
 
 def test_train_log_has_one_row_per_epoch_and_loss_falls(trained):

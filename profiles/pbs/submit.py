@@ -12,8 +12,8 @@ What goes into the single ``qsub`` call:
   ``pbs_queue``;
 * CPUs, GPUs, memory and wall time in ONE ``-l`` (several ``-l`` options are not merged by every
   qsub: the SLURM torque wrapper keeps only the last), in one of two dialects:
-  - ``torque`` (default): ``-l nodes=1:ppn=<threads>[:gpus=<n>],mem=<mem_mb>mb,walltime=HH:MM:SS``
-  - ``pbspro``:           ``-l select=1:ncpus=<threads>:mem=<mem_mb>mb[:ngpus=<n>],walltime=HH:MM:SS``
+  - ``torque`` (default): ``-l nodes=1:ppn=<threads>[:gpus=<n>],mem=<mb>mb,walltime=HH:MM:SS``
+  - ``pbspro``:  ``-l select=1:ncpus=<threads>:mem=<mb>mb[:ngpus=<n>],walltime=HH:MM:SS``
   chosen by ASTROFLOW_PBS_DIALECT (wins) or the resource ``pbs_dialect`` (e.g. in the profile's
   default-resources);
 * ``-N`` job name, ``-j oe -o logs/pbs/<rule>/<wildcards>.attempt<N>.log`` (one log per job),
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
     wildcards = props.get("wildcards") or {}
     label = ",".join(f"{k}={v}" for k, v in wildcards.items()) or "all"
     attempt = re.search(r"--attempt (\d+)", text)
-    log = (LOG_DIR / safe(name) / f"{safe(label)}.attempt{attempt.group(1) if attempt else 1}.log")
+    log = LOG_DIR / safe(name) / f"{safe(label)}.attempt{attempt.group(1) if attempt else 1}.log"
     log = log.resolve()
     log.parent.mkdir(parents=True, exist_ok=True)
 

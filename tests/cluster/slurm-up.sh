@@ -76,11 +76,26 @@ done
 if ((${#need[@]})); then
     say "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Skip the man-db index rebuild triggered by the new man pages (~11 s of the install here);
+    # the marker file is put back afterwards, so the next regular apt run reindexes.
+    mandb_marker=/var/lib/man-db/auto-update
+    if [[ -e $mandb_marker ]]; then
+        mv "$mandb_marker" "$mandb_marker.slurm-up"
+        trap 'mv -f "$mandb_marker.slurm-up" "$mandb_marker" 2>/dev/null || true' EXIT
+    fi
+    apt_install() {
+        apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-unsafe-io \
+            "${need[@]}" >>/tmp/slurm-up-apt.log 2>&1
+    }
+    : >/tmp/slurm-up-apt.log
     # The package lists may be missing (fresh container) or stale: update once and retry.
-    if ! apt-get install -y -qq --no-install-recommends "${need[@]}" >/tmp/slurm-up-apt.log 2>&1; then
+    if ! apt_install; then
         apt-get update -qq >>/tmp/slurm-up-apt.log 2>&1 || die "apt-get update" /tmp/slurm-up-apt.log
-        apt-get install -y -qq --no-install-recommends "${need[@]}" >>/tmp/slurm-up-apt.log 2>&1 ||
-            die "apt-get install ${need[*]}" /tmp/slurm-up-apt.log
+        apt_install || die "apt-get install ${need[*]}" /tmp/slurm-up-apt.log
+    fi
+    if [[ -e $mandb_marker.slurm-up ]]; then
+        mv -f "$mandb_marker.slurm-up" "$mandb_marker"
+        trap - EXIT
     fi
     # "policy-rc.d denied execution of start" in that log is expected: we start daemons below.
 fi
@@ -132,6 +147,7 @@ put_file() {
     cat >"$tmp"
     if [[ -f $path ]] && cmp -s "$tmp" "$path"; then
         rm -f "$tmp"
+        chmod "$mode" "$path" && chown "$owner" "$path" # slurmdbd refuses a readable conf
     else
         install -m "$mode" -o "${owner%:*}" -g "${owner#*:}" "$tmp" "$path"
         rm -f "$tmp"
@@ -152,6 +168,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
 GresTypes=gpu
+# Reject at submission a job that can never run here (e.g. threads > CPUs of the node) instead of
+# leaving it PENDING (reason PartitionConfig) forever, which would hang a test.
+EnforcePartLimits=ALL
 # A node that was DOWN (e.g. slurmd stopped) returns to service when slurmd registers again.
 ReturnToService=2
 # Finished jobs stay visible to squeue/scontrol/qstat for 10 min: status pollers that ask
@@ -172,6 +191,9 @@ AccountingStorageTRES=gres/gpu
 # Like production clusters: a job must run under an existing user/account association, so a
 # wrong slurm_account in a profile is rejected at submission instead of silently accepted.
 AccountingStorageEnforce=associations
+# Keep the job comment in the database: the SLURM executor plugin writes rule_<rule>... there,
+# so sacct --format=JobID,Comment%40,Partition,AllocTRES%45 maps jobs back to rules.
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
@@ -210,6 +232,7 @@ fi
 wait_for "$TIMEOUT" mariadb mysqladmin ping || die "mariadb does not answer mysqladmin ping" /tmp/slurm-up-mariadb.log
 mysql -e "CREATE DATABASE IF NOT EXISTS $DB_NAME;
           CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASS';
+          ALTER USER '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASS';
           GRANT ALL ON $DB_NAME.* TO '$DB_USER'@'localhost';" || die "creating the accounting database and user in mariadb"
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,266 @@
+"""PyTorch view of HDF5 shards: maps of the chosen fields, scaled parameters, simulation ids.
+
+Each process (the main one and every DataLoader worker) opens its own h5py handles on first
+use: an HDF5 handle inherited across ``fork`` shares file state with the parent and corrupts
+reads. The constructor reads only attributes and the small per-map arrays, then closes the
+files, so no handle exists when the loader forks its workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from astroflow.data import cmd
+
+IN_MEMORY_BYTES = 1 << 30
+"""Selected maps up to this size (per process) are read once per shard and kept in memory."""
+
+D4_ORDER = 8
+"""Number of elements of the dihedral group of the square: 4 rotations, each with or
+without a mirror."""
+
+_REQUIRED_DATASETS = ("maps", "params", "params_raw", "sim_id", "map_index")
+_REQUIRED_ATTRS = ("fields", "param_names", "mean", "std")
+
+
+class ShardFormatError(ValueError):
+    """A shard lacks something a reader asked for; the message names the file and the key."""
+
+
+def dihedral(x: torch.Tensor, element: int) -> torch.Tensor:
+    """Apply element ``element`` (0..7) of the group D4 to the last two axes of ``x``.
+
+    Elements 0-3 rotate by ``element`` quarter turns, 4-7 transpose and then rotate. The
+    statistics of a periodic, isotropic field are invariant under D4, so every element is a
+    valid new sample with the same parameters. All channels get the same transform.
+    """
+    if not 0 <= element < D4_ORDER:
+        raise ValueError(f"D4 element must be in 0..{D4_ORDER - 1}, got {element}")
+    if element >= 4:
+        x = x.transpose(-2, -1)
+    return torch.rot90(x, element % 4, dims=(-2, -1))
+
+
+class ShardDataset(Dataset):
+    """Maps of ``fields`` and scaled parameters ``params`` from shard files, in file order.
+
+    An item is ``(x, y, sim_id)``: ``x`` float32 (C, N, N) with channels in the order of
+    ``fields`` (selected by name from each shard's ``fields`` attribute), ``y`` float32 (P,)
+    min-max scaled parameters in the order of ``params``, ``sim_id`` int.
+
+    With ``augment=True`` each item gets a random D4 element, drawn from a per-process torch
+    generator seeded from ``torch.initial_seed()``: in a DataLoader worker that is the worker
+    seed the loader derives from its own generator, in the main process the global seed, so a
+    seeded run is reproducible either way.
+
+    ``in_memory=None`` keeps the selected maps of every shard in memory once read when their
+    total is below :data:`IN_MEMORY_BYTES`, and otherwise reads map by map (the shards hold one
+    map per HDF5 chunk, so a single-map read touches only that map).
+
+    Whole-dataset arrays are available without reading maps: ``targets`` (n, P) scaled,
+    ``params_raw`` (n, 6) physical, ``sim_ids`` (n,), ``map_index`` (n,), and the per-field
+    normalization ``field_mean``/``field_std`` (C,) of the shards.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        fields: Sequence[str],
+        params: Sequence[str],
+        augment: bool = False,
+        *,
+        in_memory: bool | None = None,
+    ) -> None:
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise ValueError("ShardDataset needs at least one shard file")
+        self.fields = list(fields)
+        self.params = list(params)
+        self.augment = augment
+
+        infos = [_read_shard_info(path, self.fields, self.params) for path in self.paths]
+        _check_consistent(self.paths, infos, self.fields)
+        self.map_size: int = infos[0]["map_size"]
+        self.param_names: list[str] = infos[0]["param_names"]
+        self.field_mean: np.ndarray = infos[0]["mean"]
+        self.field_std: np.ndarray = infos[0]["std"]
+        # Per shard: indices into its axis 1 (its own field order), in the order of `fields`.
+        self._channels = [info["channels"] for info in infos]
+        self._offsets = np.cumsum([0] + [len(info["sim_id"]) for info in infos])
+        self.targets = np.concatenate([info["targets"] for info in infos])
+        self.params_raw = np.concatenate([info["params_raw"] for info in infos])
+        self.sim_ids = np.concatenate([info["sim_id"] for info in infos])
+        self.map_index = np.concatenate([info["map_index"] for info in infos])
+
+        n_bytes = len(self) * len(self.fields) * self.map_size**2 * 4
+        self.in_memory = n_bytes <= IN_MEMORY_BYTES if in_memory is None else in_memory
+        self._reset_process_state()
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} maps")
+        index %= len(self)
+        self._ensure_process_state()
+        shard = int(np.searchsorted(self._offsets, index, side="right")) - 1
+        x = torch.from_numpy(self._read_map(shard, index - int(self._offsets[shard])))
+        if self.augment:
+            element = int(torch.randint(D4_ORDER, (1,), generator=self._generator()))
+            x = dihedral(x, element).contiguous()
+        y = torch.from_numpy(self.targets[index])
+        return x, y, int(self.sim_ids[index])
+
+    def _read_map(self, shard: int, local: int) -> np.ndarray:
+        """Selected channels (C, N, N) float32 of map ``local`` of shard ``shard``."""
+        if self.in_memory:
+            if shard not in self._cache:
+                maps = self._file(shard)["maps"]
+                self._cache[shard] = np.stack([maps[:, c] for c in self._channels[shard]], axis=1)
+            return self._cache[shard][local]
+        maps = self._file(shard)["maps"]
+        return np.stack([maps[local, c] for c in self._channels[shard]])
+
+    def _file(self, shard: int) -> h5py.File:
+        if shard not in self._files:
+            self._files[shard] = h5py.File(self.paths[shard], "r")
+        return self._files[shard]
+
+    def _generator(self) -> torch.Generator:
+        if self._rng is None:
+            self._rng = torch.Generator().manual_seed(torch.initial_seed())
+        return self._rng
+
+    def _reset_process_state(self) -> None:
+        self._pid = os.getpid()
+        self._files: dict[int, h5py.File] = {}
+        self._cache: dict[int, np.ndarray] = {}
+        self._rng: torch.Generator | None = None
+
+    def _ensure_process_state(self) -> None:
+        # A forked worker inherits the parent's attributes: drop its handles, cache and
+        # generator so the worker opens its own files and draws from its own seed.
+        if self._pid != os.getpid():
+            self._reset_process_state()
+
+    def close(self) -> None:
+        """Close this process's HDF5 handles and drop cached maps."""
+        for handle in self._files.values():
+            handle.close()
+        self._reset_process_state()
+
+    def __getstate__(self) -> dict:
+        # Spawned workers (macOS, Windows) receive a pickled copy: handles cannot travel.
+        state = self.__dict__.copy()
+        state.update(_files={}, _cache={}, _rng=None, _pid=None)
+        return state
+
+
+def _read_shard_info(path: Path, fields: Sequence[str], params: Sequence[str]) -> dict:
+    """Validate one shard against the requested fields/params and read its small arrays."""
+    if not path.is_file():
+        raise FileNotFoundError(f"shard file not found: {path}")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as err:
+        raise ShardFormatError(f"{path}: not a readable HDF5 file ({err})") from err
+    with h5:
+        for key in _REQUIRED_DATASETS:
+            if key not in h5:
+                raise ShardFormatError(f"{path}: dataset '{key}' missing")
+        for key in _REQUIRED_ATTRS:
+            if key not in h5.attrs:
+                raise ShardFormatError(f"{path}: attribute '{key}' missing")
+        shard_fields = _strings(h5.attrs["fields"])
+        param_names = _strings(h5.attrs["param_names"])
+        for field in fields:
+            if field not in shard_fields:
+                raise ShardFormatError(
+                    f"{path}: field '{field}' not in attribute 'fields' {shard_fields}"
+                )
+        for param in params:
+            if param not in param_names:
+                raise ShardFormatError(
+                    f"{path}: parameter '{param}' not in attribute 'param_names' {param_names}"
+                )
+        maps = h5["maps"]
+        n = maps.shape[0]
+        if maps.ndim != 4 or maps.shape[1] != len(shard_fields) or maps.shape[2] != maps.shape[3]:
+            raise ShardFormatError(
+                f"{path}: dataset 'maps' has shape {maps.shape}, expected "
+                f"(n, {len(shard_fields)}, N, N) for fields {shard_fields}"
+            )
+        for key in ("params", "params_raw", "sim_id", "map_index"):
+            if h5[key].shape[0] != n:
+                raise ShardFormatError(
+                    f"{path}: dataset '{key}' has {h5[key].shape[0]} rows, 'maps' has {n}"
+                )
+        channels = [shard_fields.index(f) for f in fields]
+        columns = [param_names.index(p) for p in params]
+        mean = np.asarray(h5.attrs["mean"], dtype=np.float64)
+        std = np.asarray(h5.attrs["std"], dtype=np.float64)
+        return {
+            "channels": channels,
+            "map_size": int(maps.shape[2]),
+            "targets": np.ascontiguousarray(h5["params"][:][:, columns], dtype=np.float32),
+            "params_raw": np.asarray(h5["params_raw"][:], dtype=np.float32),
+            "sim_id": np.asarray(h5["sim_id"][:], dtype=np.int64),
+            "map_index": np.asarray(h5["map_index"][:], dtype=np.int64),
+            "param_names": param_names,
+            "mean": mean[channels],
+            "std": std[channels],
+        }
+
+
+def _check_consistent(paths: Sequence[Path], infos: Sequence[dict], fields: Sequence[str]) -> None:
+    """All shards of one dataset share map size and normalization; the first one sets them."""
+    first, ref = paths[0], infos[0]
+    for path, info in zip(paths[1:], infos[1:], strict=True):
+        if info["map_size"] != ref["map_size"]:
+            raise ShardFormatError(
+                f"{path}: maps of {info['map_size']}x{info['map_size']} pixels but {first} "
+                f"has {ref['map_size']}x{ref['map_size']}"
+            )
+        if not (np.allclose(info["mean"], ref["mean"]) and np.allclose(info["std"], ref["std"])):
+            raise ShardFormatError(
+                f"{path}: attributes 'mean'/'std' of fields {list(fields)} differ from those of "
+                f"{first}; shards of one dataset must share one normalization"
+            )
+
+
+def _strings(values) -> list[str]:
+    """h5py returns string-list attributes as str or bytes depending on how they were written."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values)]
+
+
+def unscale(scaled: np.ndarray, params: Sequence[str]) -> np.ndarray:
+    """Physical values of min-max scaled parameters (..., P) named ``params`` (LH ranges).
+
+    Unlike :func:`astroflow.data.cmd.unscale_params` this works on any subset of parameters, as
+    a network predicts only the ones it was trained for.
+    """
+    lo, width = _lo_width(params)
+    return (np.asarray(scaled, dtype=np.float64) * width + lo).astype(np.float32)
+
+
+def unscale_sigma(sigma: np.ndarray, params: Sequence[str]) -> np.ndarray:
+    """Physical standard deviations (..., P) of scaled-parameter standard deviations."""
+    _, width = _lo_width(params)
+    return (np.asarray(sigma, dtype=np.float64) * width).astype(np.float32)
+
+
+def _lo_width(params: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    unknown = [p for p in params if p not in cmd.LH_RANGES]
+    if unknown:
+        raise ValueError(f"parameters {unknown} have no LH range (known: {list(cmd.LH_RANGES)})")
+    lo = np.array([cmd.LH_RANGES[p][0] for p in params], dtype=np.float64)
+    hi = np.array([cmd.LH_RANGES[p][1] for p in params], dtype=np.float64)
+    return lo, hi - lo
