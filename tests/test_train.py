@@ -71,7 +71,7 @@ def trained(shards, tmp_path_factory):
     return {"out": out, "summary": summary, "rows": rows}
 
 
-def tiny_run(shards, out, **overrides):
+def tiny_run(shards, out, num_workers=0, **overrides):
     settings = {**SETTINGS, "epochs": 2, "batch_size": 8, **overrides}
     train_experiment(
         settings,
@@ -80,7 +80,7 @@ def tiny_run(shards, out, **overrides):
         out / "model.pt",
         out / "log.csv",
         out / "tb",
-        num_workers=overrides.get("num_workers", 0),
+        num_workers=num_workers,
     )
     return torch.load(out / "model.pt", weights_only=True)["state_dict"]
 
@@ -147,7 +147,7 @@ def test_model_file_holds_best_weights_and_plain_metadata(trained, shards):
     assert payload["fields"] == ["Mgas"] and payload["params"] == ["Omega_m", "sigma_8"]
     assert payload["settings"] == SETTINGS
     val = [float(r["val_loss"]) for r in trained["rows"]]
-    assert payload["best_epoch"] == int(np.argmin(val)) + 1
+    assert payload["best_epoch"] == trained["summary"]["best_epoch"] == int(np.argmin(val)) + 1
     # The saved weights reproduce the best validation loss of the log.
     model, _ = load_model(trained["out"] / "model.pt")
     val_set = ShardDataset(shards["val"], ["Mgas"], ["Omega_m", "sigma_8"])
