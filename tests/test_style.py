@@ -53,7 +53,9 @@ def conda_packages(env: str) -> set[str]:
     return {str(dep).split()[0].lower() for dep in spec["dependencies"] if isinstance(dep, str)}
 
 
-@pytest.mark.parametrize(("env", "excluded"), [("torch.yaml", set()), ("analysis.yaml", TORCH_ONLY)])
+@pytest.mark.parametrize(
+    ("env", "excluded"), [("torch.yaml", set()), ("analysis.yaml", TORCH_ONLY)]
+)
 def test_conda_envs_follow_pyproject(env, excluded):
     wanted = {CONDA_NAMES.get(n, n) for n in distribution_names() - WORKFLOW_ONLY - excluded}
     have = conda_packages(env) - {"python"}

@@ -104,7 +104,9 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             f"invalid config value at 'data.map_size': got {size}, expected a power of two >= 16"
         )
     if data["source"] == "download" and not data.get("base_url"):
-        raise ConfigError("invalid config value at 'data.base_url': required when source is 'download'")
+        raise ConfigError(
+            "invalid config value at 'data.base_url': required when source is 'download'"
+        )
     for name, experiment in config["experiments"].items():
         for field in experiment["fields"]:
             if field not in data["fields"]:

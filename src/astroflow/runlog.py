@@ -11,7 +11,9 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def log_to_file(path: str | os.PathLike[str], level: int = logging.INFO) -> Iterator[logging.Logger]:
+def log_to_file(
+    path: str | os.PathLike[str], level: int = logging.INFO
+) -> Iterator[logging.Logger]:
     """Route the ``astroflow`` logger, warnings and stderr to ``path`` for the duration of a step.
 
     A cluster job's stdout is easy to lose; the log file declared by the rule is where a user

@@ -42,6 +42,11 @@ wildcard_constraints:
     experiment="|".join(EXPERIMENTS),
 
 
+def canonical(mapping):
+    """Keys in sorted order, so reordering a YAML mapping does not look like a parameter change."""
+    return {key: mapping[key] for key in sorted(mapping)}
+
+
 def shard_files(split):
     """All shard paths of one split, e.g. data/shards/IllustrisTNG_LH/test/000.h5."""
     return [f"{SHARD_DIR}/{split}/{i:03d}.h5" for i in range(SHARD_COUNTS[split])]
@@ -57,7 +62,7 @@ def experiment_settings(wildcards):
     for key in ("gpus", "threads", "mem_mb", "runtime"):
         settings.pop(key)
     settings["seed"] = config["seed"]
-    return settings
+    return canonical(settings)
 
 
 def experiment_threads(wildcards):

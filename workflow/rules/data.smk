@@ -40,7 +40,7 @@ else:
             base_url=DATA["base_url"],
             n_sims=DATA["n_sims"],
             map_size=DATA["map_size"],
-            settings=DATA["download"],
+            settings=canonical(DATA["download"]),
         script:
             "../scripts/download_cmd.py"
 
@@ -62,7 +62,7 @@ rule compute_stats:
         set=DATA["set"],
         fields=DATA["fields"],
         n_sims=DATA["n_sims"],
-        splits=DATA["splits"],
+        splits=canonical(DATA["splits"]),
         seed=config["seed"],
         log_floor=DATA["log_floor"],
     script:

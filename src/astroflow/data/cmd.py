@@ -23,7 +23,21 @@ LH_RANGES: dict[str, tuple[float, float]] = {
 }
 """Latin-hypercube prior ranges of the LH set; used for fixed min-max parameter scaling."""
 
-FIELDS: tuple[str, ...] = ("Mgas", "HI", "B", "T", "Z", "P", "Vgas", "Mcdm", "Mtot", "Mstar", "ne", "MgFe", "Vcdm")
+FIELDS: tuple[str, ...] = (
+    "Mgas",
+    "HI",
+    "B",
+    "T",
+    "Z",
+    "P",
+    "Vgas",
+    "Mcdm",
+    "Mtot",
+    "Mstar",
+    "ne",
+    "MgFe",
+    "Vcdm",
+)
 
 
 def map_filename(field: str, suite: str, set_name: str, redshift: float = 0.0) -> str:

@@ -1,0 +1,100 @@
+"""Non-periodic 3D Gaussian random fields: coloured in a padded periodic box, then cropped.
+
+A field made by FFT on the core's own grid would be periodic, so its two faces would match, and
+a power-law spectrum puts most of the variance in the largest modes, exactly the ones
+periodicity distorts. The fields are therefore drawn in a box ``padded`` voxels on a side
+(larger than the core's ``n``) and the first n^3 voxels kept.
+
+Conventions: modes live on the rfftn grid of the padded box, shape (m, m, m // 2 + 1), with
+integer wavenumbers in units of the padded fundamental 2 pi / (m dx). ``mode_variance`` gives
+each full-grid mode's share of the point variance of the field: the field's variance is the
+sum of ``mode_variance`` over the full (not half) Fourier grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import fft
+
+
+def wavenumber_grid(padded: int) -> np.ndarray:
+    """|k| of the rfftn modes of a (padded,)*3 grid in units of the fundamental, float64."""
+    k = np.fft.fftfreq(padded, d=1.0 / padded)
+    kz = np.fft.rfftfreq(padded, d=1.0 / padded)
+    return np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kz[None, None, :] ** 2)
+
+
+def full_grid_weights(padded: int) -> np.ndarray:
+    """Number of full-grid modes each rfftn mode stands for: 1 on the kz = 0 and Nyquist
+    planes (they hold their own conjugates), 2 elsewhere; shape (1, 1, padded // 2 + 1)."""
+    weights = np.full((1, 1, padded // 2 + 1), 2.0)
+    weights[..., 0] = 1.0
+    if padded % 2 == 0:
+        weights[..., -1] = 1.0
+    return weights
+
+
+def power_law_variance(padded: int, slope: float) -> np.ndarray:
+    """Mode variances proportional to |k|^-slope (P(k) of the 3D field), unit total variance.
+
+    The k = 0 mode (the mean) carries nothing: a fluctuation field has zero expected mean.
+    """
+    k = wavenumber_grid(padded)
+    variance = np.zeros_like(k)
+    variance[k > 0] = k[k > 0] ** -slope
+    return variance / np.sum(variance * full_grid_weights(padded))
+
+
+def crop_mean_response(padded: int, n: int) -> np.ndarray:
+    """|D(k)|^2: the fraction of a mode's variance that shows as the mean of an n^3 crop.
+
+    D is the average of exp(i k x) over n consecutive voxels along each axis (a Dirichlet
+    kernel per axis). The expected variance of a field about its crop mean is then
+    ``sum(mode_variance * (1 - |D|^2))`` over the full grid, which is how a dispersion measured
+    inside a region of size n voxels (Larson's relation) is set.
+    """
+    k = np.fft.fftfreq(padded, d=1.0 / padded)
+    kz = np.fft.rfftfreq(padded, d=1.0 / padded)
+
+    def dirichlet2(m: np.ndarray) -> np.ndarray:
+        phase = np.pi * m / padded
+        safe = np.where(m == 0, 1.0, np.sin(phase))
+        return np.where(m == 0, 1.0, (np.sin(n * phase) / (n * safe)) ** 2)
+
+    return dirichlet2(k)[:, None, None] * dirichlet2(k)[None, :, None] * dirichlet2(kz)
+
+
+class CroppedGaussianField:
+    """Draws zero-mean Gaussian fields (n, n, n) float32 with the given mode variances.
+
+    The complex white noise is drawn directly on the rfftn grid, so one inverse FFT per field
+    suffices. On the kz = 0 and Nyquist planes the inverse real FFT keeps only the Hermitian
+    part (X(k) + X*(-k)) / 2 of the noise, which halves its variance; those planes are
+    amplified by sqrt(2) to compensate, so every mode has exactly the requested variance.
+    The amplitudes are computed once; :meth:`draw` is the per-core cost: one complex normal
+    per mode and one single-precision inverse FFT of the padded box.
+    """
+
+    def __init__(self, n: int, padded: int, mode_variance: np.ndarray) -> None:
+        if not 4 <= n <= padded:
+            raise ValueError(f"need 4 <= n <= padded, got n={n}, padded={padded}")
+        shape = (padded, padded, padded // 2 + 1)
+        if mode_variance.shape != shape:
+            raise ValueError(f"mode_variance must have shape {shape}, got {mode_variance.shape}")
+        self.n = n
+        self.padded = padded
+        plane_gain = 2.0 / full_grid_weights(padded)  # 2 on the two Hermitian planes, else 1
+        # irfftn divides by padded^3; the complex normal has E|z|^2 = 2 (unit real and imag).
+        amplitude = padded**3 * np.sqrt(mode_variance * plane_gain / 2.0)
+        self.amplitude = amplitude.astype(np.float32)
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """One field realisation (n, n, n) float32 from ``rng``."""
+        shape = self.amplitude.shape
+        noise = rng.standard_normal(2 * self.amplitude.size, dtype=np.float32)
+        modes = noise.view(np.complex64).reshape(shape)
+        modes *= self.amplitude
+        size = (self.padded,) * 3
+        field = fft.irfftn(modes, s=size, overwrite_x=True, workers=1)
+        n = self.n
+        return np.ascontiguousarray(field[:n, :n, :n])

@@ -1,0 +1,139 @@
+"""End to end: the tiny config through the whole DAG, the report, and what a change reruns."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CONFIG = ROOT / "config" / "test.yaml"
+EXPERIMENTS = ("cnn2d_mgas", "cnn2d_multifield")
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    code = "import sys; from snakemake.cli import main; sys.argv[0] = 'snakemake'; main()"
+    command = [sys.executable, "-c", code, "-s", str(ROOT / "Snakefile"), "-d", str(workdir)]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=900)
+
+
+def planned_rules(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """{rule: job count} from the 'Job stats' table of a dry run (empty when nothing to do)."""
+    counts: dict[str, int] = {}
+    lines = (result.stdout + result.stderr).splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("job ") and "count" in line]
+    for line in lines[starts[0] + 2 :] if starts else []:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    counts.pop("total", None)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One complete run of config/test.yaml (about a minute on 2 cores), shared by the tests."""
+    workdir = tmp_path_factory.mktemp("run")
+    config = workdir / "config.yaml"
+    shutil.copy(TEST_CONFIG, config)
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(config))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, config
+
+
+def test_every_product_is_written(finished_run):
+    workdir, _ = finished_run
+    for experiment in EXPERIMENTS:
+        base = workdir / "results" / experiment
+        for name in ("model.pt", "train_log.csv", "predictions.h5", "metrics.json"):
+            assert (base / name).stat().st_size > 0, name
+        for figure in ("training_curves", "predictions", "tsne"):
+            assert (base / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert list((base / "tensorboard").glob("events.out.tfevents.*"))
+    assert (workdir / "results" / "IllustrisTNG_LH" / "figures" / "example_maps.png").exists()
+    assert not list(workdir.rglob("*.part")), "temporary files left behind"
+
+
+def test_products_agree_with_each_other(finished_run):
+    workdir, config_path = finished_run
+    config = yaml.safe_load(config_path.read_text())
+    stats = json.loads((workdir / "data/shards/IllustrisTNG_LH/stats.json").read_text())
+    test_sims = set(stats["splits"]["test"])
+    assert not test_sims & set(stats["splits"]["train"])
+    for experiment in EXPERIMENTS:
+        base = workdir / "results" / experiment
+        metrics = json.loads((base / "metrics.json").read_text())
+        params = config["experiments"][experiment]["params"]
+        assert sorted(metrics["params"]) == sorted(params)
+        assert metrics["n_maps"] == 15 * len(test_sims)
+        with h5py.File(base / "predictions.h5") as f:
+            assert set(f["sim_id"][:]) == test_sims
+            assert (f["std"][:] > 0).all()
+        tsne = pd.read_parquet(base / "tsne.parquet")
+        clusters = json.loads((base / "clusters.json").read_text())
+        assert len(tsne) == len(clusters["labels"]) == metrics["n_maps"]
+        assert len(set(clusters["labels"])) == config["analysis"]["n_clusters"]
+        assert -1 <= clusters["silhouette"] <= 1
+        log = pd.read_csv(base / "train_log.csv")
+        assert list(log["epoch"]) == list(range(1, config["experiments"][experiment]["epochs"] + 1))
+
+
+def test_second_run_has_nothing_to_do(finished_run):
+    workdir, config = finished_run
+    result = snakemake(workdir, "-n", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr
+    assert planned_rules(result) == {}
+
+
+def test_learning_rate_change_reruns_only_that_experiment(finished_run):
+    workdir, config = finished_run
+    changed = workdir / "changed.yaml"
+    settings = yaml.safe_load(config.read_text())
+    settings["experiments"]["cnn2d_mgas"]["lr"] = 0.0005
+    changed.write_text(yaml.safe_dump(settings))
+    result = snakemake(workdir, "-n", "--configfile", str(changed))
+    assert result.returncode == 0, result.stderr
+    plan = planned_rules(result)
+    assert plan == {
+        "train": 1,
+        "infer": 1,
+        "embed": 1,
+        "tsne": 1,
+        "cluster": 1,
+        "plot_training_curves": 1,
+        "plot_predictions": 1,
+        "plot_tsne": 1,
+        "summary": 1,
+        "all": 1,
+    }
+    outputs = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.strip().startswith("output:")
+    ]
+    assert any("results/cnn2d_mgas/model.pt" in line for line in outputs)
+    assert not any("cnn2d_multifield" in line for line in outputs)
+
+
+def test_report_shows_figures_config_and_metrics(finished_run):
+    workdir, config = finished_run
+    report = workdir / "report.html"
+    result = snakemake(workdir, "--configfile", str(config), "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    html = report.read_text(errors="replace")
+    for name in ("example_maps.png", "training_curves.png", "predictions.png", "tsne.png"):
+        assert name in html
+    assert "summary.html" in html
+    summary = (workdir / "results" / "summary.html").read_text()
+    metrics = json.loads((workdir / "results/cnn2d_mgas/metrics.json").read_text())
+    assert "Omega_m" in summary and "rmse" in summary
+    assert f"{metrics['params']['Omega_m']['rmse']:.4g}" in summary
+    assert "torch" in summary and "snakemake" in summary
