@@ -7,7 +7,7 @@ CORES ?= all
 # Extra pip options for the PyTorch install, e.g. a CPU-only wheel index on machines without GPUs.
 TORCH_PIP_OPTS ?=
 
-.PHONY: env run report test lint format clean
+.PHONY: env run test test-cluster lint format clean
 
 env: $(VENV)/.installed
 
@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_OPTS) -r requirements/cpu.txt
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,cluster]"
 	touch $@
 
 run: env
@@ -25,6 +25,11 @@ run: env
 
 test: env
 	$(BIN)/python -m pytest
+
+# Starts a real single-node SLURM (root; installs Debian packages if missing), runs the profile
+# tests against it, and stops it again.
+test-cluster: env
+	$(BIN)/python -m pytest -m cluster tests/cluster
 
 lint: env
 	$(BIN)/ruff check src tests workflow benchmarks

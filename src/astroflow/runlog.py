@@ -5,9 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+JOB_ENVIRONMENT = (
+    "SLURM_JOB_ID",
+    "SLURM_JOB_PARTITION",
+    "PBS_JOBID",
+    "PBS_QUEUE",
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+)
+"""Scheduler and device variables worth a line at the top of every step's log."""
 
 
 @contextlib.contextmanager
@@ -28,6 +39,7 @@ def log_to_file(
     root.setLevel(level)
     logging.captureWarnings(True)
     logger = logging.getLogger("astroflow")
+    logger.info("job context: %s", job_context())
     with open(path, "a") as stream, contextlib.redirect_stderr(stream):
         try:
             yield logger
@@ -41,3 +53,14 @@ def log_to_file(
             handler.close()
             logging.captureWarnings(False)
             sys.stderr.flush()
+
+
+def job_context() -> str:
+    """Host, scheduler job and visible GPUs, e.g. ``host=node12 SLURM_JOB_PARTITION=gpu ...``.
+
+    When a result looks wrong, the first question is where it ran and on what; the answer is
+    then in the log instead of in a scheduler database that forgets old jobs.
+    """
+    items = [f"host={platform.node()}"]
+    items += [f"{name}={os.environ[name]}" for name in JOB_ENVIRONMENT if name in os.environ]
+    return " ".join(items)

@@ -140,7 +140,9 @@ class CoreConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (tuples as lists), the inverse of :meth:`from_mapping`."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
     @property
     def padded_size(self) -> int:

@@ -38,10 +38,14 @@ def power_law_variance(padded: int, slope: float) -> np.ndarray:
     """Mode variances proportional to |k|^-slope (P(k) of the 3D field), unit total variance.
 
     The k = 0 mode (the mean) carries nothing: a fluctuation field has zero expected mean.
+    Modes beyond the Nyquist sphere |k| > padded / 2 carry nothing either: the grid resolves
+    them only along its diagonals, so keeping them would make the smallest structures
+    anisotropic (and drawing them is half the random numbers of the field).
     """
     k = wavenumber_grid(padded)
     variance = np.zeros_like(k)
-    variance[k > 0] = k[k > 0] ** -slope
+    kept = (k > 0) & (k <= padded / 2)
+    variance[kept] = k[kept] ** -slope
     return variance / np.sum(variance * full_grid_weights(padded))
 
 
@@ -72,7 +76,9 @@ class CroppedGaussianField:
     part (X(k) + X*(-k)) / 2 of the noise, which halves its variance; those planes are
     amplified by sqrt(2) to compensate, so every mode has exactly the requested variance.
     The amplitudes are computed once; :meth:`draw` is the per-core cost: one complex normal
-    per mode and one single-precision inverse FFT of the padded box.
+    per mode of non-zero variance (only those are drawn) and one single-precision inverse FFT
+    of the padded box. The mode buffer is reused between draws, so one instance must not be
+    shared between threads.
     """
 
     def __init__(self, n: int, padded: int, mode_variance: np.ndarray) -> None:
@@ -86,15 +92,17 @@ class CroppedGaussianField:
         plane_gain = 2.0 / full_grid_weights(padded)  # 2 on the two Hermitian planes, else 1
         # irfftn divides by padded^3; the complex normal has E|z|^2 = 2 (unit real and imag).
         amplitude = padded**3 * np.sqrt(mode_variance * plane_gain / 2.0)
-        self.amplitude = amplitude.astype(np.float32)
+        self._drawn = mode_variance > 0
+        self._amplitude = amplitude[self._drawn].astype(np.float32)
+        self._modes = np.zeros(shape, dtype=np.complex64)
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         """One field realisation (n, n, n) float32 from ``rng``."""
-        shape = self.amplitude.shape
-        noise = rng.standard_normal(2 * self.amplitude.size, dtype=np.float32)
-        modes = noise.view(np.complex64).reshape(shape)
-        modes *= self.amplitude
-        size = (self.padded,) * 3
-        field = fft.irfftn(modes, s=size, overwrite_x=True, workers=1)
+        noise = rng.standard_normal(2 * self._amplitude.size, dtype=np.float32)
+        noise = noise.view(np.complex64)
+        noise *= self._amplitude
+        self._modes[self._drawn] = noise
+        # Not overwrite_x: the buffer's zero modes must stay zero for the next draw.
+        field = fft.irfftn(self._modes, s=(self.padded,) * 3, workers=1)
         n = self.n
         return np.ascontiguousarray(field[:n, :n, :n])

@@ -212,9 +212,7 @@ class CoreSynthesizer:
     def _offsets(self, p: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Voxel-centre offsets from the core centre along z, y, x (pc), float32 vectors."""
         c = self.coords_pc
-        return tuple(
-            (c - p[f"center_{axis}"]).astype(np.float32) for axis in ("z", "y", "x")
-        )
+        return tuple((c - p[f"center_{axis}"]).astype(np.float32) for axis in ("z", "y", "x"))
 
     @staticmethod
     def _radius2(dz: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 MODELS: dict[str, str] = {
     "cnn2d": "astroflow.models.cnn2d:MomentCNN2d",
+    "cnn3d": "astroflow.models.cnn3d:ProfileCNN3d",
 }
 """Model name (the experiment's ``model`` setting) -> ``module:class`` that builds it."""
 

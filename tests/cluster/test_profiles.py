@@ -1,0 +1,150 @@
+"""The SLURM and PBS profiles on a real local SLURM: GPU rules on GPU nodes, nothing resubmitted."""
+
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+GPU_RULES = {"train", "infer", "embed"}
+CPU_RULES = {"synthesize_maps", "compute_stats", "format_shards", "tsne", "cluster"}
+LOCAL_RULES = {"plot_example_maps", "plot_training_curves", "plot_predictions", "plot_tsne"}
+
+pytestmark = pytest.mark.cluster
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    code = "import sys; from snakemake.cli import main; sys.argv[0] = 'snakemake'; main()"
+    command = [sys.executable, "-c", code, "-s", str(ROOT / "Snakefile"), "-d", str(workdir)]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def sacct_since(start: str) -> list[dict[str, str]]:
+    """Allocations (one row per job) submitted since ``start``: id, rule, partition, state, TRES."""
+    fields = "JobID,Comment,JobName,Partition,State,AllocTRES"
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-S", start, f"--format={fields}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = [dict(zip(fields.split(","), line.split("|"), strict=True)) for line in out.splitlines()]
+    return [row for row in rows if row["JobName"] not in {"hostname", "env"}]
+
+
+def write_config(workdir: Path) -> Path:
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    path = workdir / "cluster.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def job_context_line(log: Path) -> str:
+    return next(line for line in log.read_text().splitlines() if "job context:" in line)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm, tmp_path_factory):
+    """The tiny config through profiles/slurm, status checks sped up on the command line only."""
+    workdir = tmp_path_factory.mktemp("slurm")
+    config = write_config(workdir)
+    start = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    time.sleep(1)
+    began = time.perf_counter()
+    result = snakemake(
+        workdir,
+        *("--profile", str(ROOT / "profiles" / "slurm")),
+        *("--configfile", str(config)),
+        *("--slurm-init-seconds-before-status-checks", "2"),
+    )
+    wall = time.perf_counter() - began
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    print(f"\nSLURM profile run: {wall:.0f} s")
+    return workdir, config, start
+
+
+def test_gpu_rules_land_on_gpu_nodes_and_data_rules_do_not(slurm_run):
+    workdir, _, start = slurm_run
+    jobs = sacct_since(start)
+    rules = [row["Comment"].removeprefix("rule_").split("_wildcards_")[0] for row in jobs]
+    print(f"jobs submitted: {len(jobs)}: " + ", ".join(f"{r}x{rules.count(r)}" for r in set(rules)))
+    assert set(rules) == GPU_RULES | CPU_RULES, rules
+    for row, rule in zip(jobs, rules, strict=True):
+        assert row["State"] == "COMPLETED", row
+        if rule in GPU_RULES:
+            assert row["Partition"] == "gpu" and "gres/gpu=1" in row["AllocTRES"], row
+        else:
+            assert row["Partition"] == "cpu" and "gres/gpu" not in row["AllocTRES"], row
+    for experiment in ("cnn2d_mgas", "cnn2d_multifield"):
+        for step in ("train", "infer", "embed"):
+            context = job_context_line(workdir / "logs" / experiment / f"{step}.log")
+            assert "SLURM_JOB_PARTITION=gpu" in context and "CUDA_VISIBLE_DEVICES=" in context
+    context = job_context_line(workdir / "logs" / "IllustrisTNG_LH" / "compute_stats.log")
+    assert "SLURM_JOB_PARTITION=cpu" in context and "CUDA_VISIBLE_DEVICES" not in context
+    # Figures and the summary are local rules: no cluster job each.
+    for rule in LOCAL_RULES | {"summary"}:
+        assert rule not in rules
+
+
+def test_second_invocation_submits_nothing(slurm_run):
+    workdir, config, start = slurm_run
+    before = len(sacct_since(start))
+    result = snakemake(
+        workdir,
+        *("--profile", str(ROOT / "profiles" / "slurm")),
+        *("--configfile", str(config)),
+        *("--slurm-init-seconds-before-status-checks", "2"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+    assert len(sacct_since(start)) == before
+
+
+def test_failing_job_fails_the_run(slurm_run, tmp_path):
+    """A corrupt raw file makes the statistics job fail on the cluster; Snakemake exits non-zero."""
+    workdir, config, _ = slurm_run
+    raw = Path("data/raw/cmd/IllustrisTNG_LH")
+    shutil.copytree(workdir / raw, tmp_path / raw)
+    bad = tmp_path / raw / "Maps_HI_IllustrisTNG_LH_z=0.00.npy"
+    np.save(bad, np.ones((7, 32, 32), dtype=np.float32))  # wrong number of maps
+    result = snakemake(
+        tmp_path,
+        "data/shards/IllustrisTNG_LH/stats.json",
+        *("--profile", str(ROOT / "profiles" / "slurm")),
+        *("--configfile", str(config)),
+        *("--slurm-init-seconds-before-status-checks", "2", "--retries", "0"),
+    )
+    assert result.returncode != 0
+    assert not (tmp_path / "data/shards/IllustrisTNG_LH/stats.json").exists()
+    log = (tmp_path / "logs/IllustrisTNG_LH/compute_stats.log").read_text()
+    assert "Maps_HI_IllustrisTNG_LH_z=0.00.npy" in log
+
+
+def test_pbs_profile_gives_the_gpu_rule_its_gpu(slurm, tmp_path):
+    """The Torque dialect through slurm-wlm-torque's qsub: the training job gets a GPU."""
+    config = write_config(tmp_path)
+    start = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    time.sleep(1)
+    began = time.perf_counter()
+    result = snakemake(
+        tmp_path,
+        "results/cnn2d_mgas/metrics.json",
+        *("--profile", str(ROOT / "profiles" / "pbs")),
+        *("--configfile", str(config)),
+        *("--seconds-between-status-checks", "2"),
+    )
+    print(f"\nPBS profile run: {time.perf_counter() - began:.0f} s")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    jobs = sacct_since(start)
+    by_name = {row["JobName"]: row for row in jobs}
+    assert by_name["smk.train"]["Partition"] == "gpu", jobs
+    assert "gres/gpu=1" in by_name["smk.train"]["AllocTRES"], jobs
+    assert "gres/gpu" not in by_name["smk.compute_stats"[:15]]["AllocTRES"], jobs
+    context = job_context_line(tmp_path / "logs" / "cnn2d_mgas" / "train.log")
+    assert "CUDA_VISIBLE_DEVICES=" in context
