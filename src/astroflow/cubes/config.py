@@ -7,10 +7,11 @@ value; :data:`LOG_SAMPLED` ranges are drawn uniformly in log.
 
 Default grid, chosen so the workflow's default synthesises a few hundred cores in seconds and
 trains the cnn3d on two CPU cores in minutes: 32^3 voxels over 0.2 pc (6.25 mpc = 1,290 au per
-voxel, 9.2 arcsec at 140 pc, so the 2-voxel beam is close to the 26 arcsec of a 30 m dish at
-93 GHz), 32 channels of 0.175 km/s, and 16 line-of-sight profile bins of 2 voxels. The channels
-span +-2.8 km/s: the turbulent dispersion over the box is 0.6 km/s (Larson), so a core's
-emission, with its systemic, infall and rotation offsets and 4-sigma line wings, stays inside.
+voxel, 9.2 arcsec at 140 pc; the 2-voxel beam, 18 arcsec, is of the order of a 30 m dish's
+26 arcsec at 93 GHz), 32 channels of 0.175 km/s, and 16 line-of-sight profile bins of 2
+voxels. The channels span +-2.8 km/s: the turbulent dispersion over the box is 0.6 km/s
+(Larson), so a core's emission, with its systemic, infall and rotation offsets and 4-sigma
+line wings, stays inside.
 Two voxels per profile bin because a 32-channel optically thin spectrum cannot resolve 32
 independent positions along the line of sight: only velocity separates them.
 """

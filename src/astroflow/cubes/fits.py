@@ -35,6 +35,8 @@ from astroflow.io import atomic_path
 DEFAULT_POINTING_DEG = (67.5, 25.0)
 """(RA, Dec) of synthetic examples: a Taurus-like field, at the default 140 pc distance."""
 
+_SPECTRAL_KEYS = ("RESTFRQ", "RESTWAV", "SPECSYS", "SSYSOBS", "SSYSSRC", "VELOSYS", "ZSOURCE")
+
 PROFILE_UNITS = {"density": ("cm-3", "H2 number density"), "velocity": ("km/s", "LOS velocity")}
 
 
@@ -143,7 +145,10 @@ def write_profile_fits(
     header = fits.Header()
     header["BUNIT"] = unit
     header["BTYPE"] = kind
-    header.extend(celestial.to_header(relax=True), update=True)
+    sky = celestial.to_header(relax=True)
+    for key in _SPECTRAL_KEYS:  # the input's spectral frame does not describe a depth axis
+        sky.remove(key, ignore_missing=True)
+    header.extend(sky, update=True)
     header.extend(
         [
             ("CTYPE3", "LOSDEPTH", "line-of-sight depth from the mid-plane"),

@@ -1,0 +1,148 @@
+"""Synthetic-core throughput on the default grid, against the FFTs the same cores need.
+
+Every core needs two single-precision inverse real FFTs of the padded box (the log-density and
+the turbulent-velocity fields); nothing else in a core is as heavy, so their time is the floor
+and the target is a synthesis time per core <= 2x that floor. Rounds alternate between
+synthesis and the bare FFTs so both see the same load on a shared machine; the table reports
+medians over rounds. Also reported: the Gaussian random modes the two fields draw (the other
+irreducible cost), a whole shard job (synthesis, targets, HDF5) for the workflow's view, and,
+as context only, the same FFTs in double precision.
+
+    python benchmarks/cube_synthesis.py [--cores 40] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import fft
+from threadpoolctl import threadpool_limits
+
+from astroflow.cubes.config import CoreConfig
+from astroflow.cubes.fields import power_law_variance
+from astroflow.cubes.shards import write_cube_shard
+from astroflow.cubes.synthetic import CoreSynthesizer, column_density, los_profiles
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "cube_synthesis.json"
+TARGET_RATIO = 2.0
+FIELDS_PER_CORE = 2
+
+
+def synthesis_seconds(synth: CoreSynthesizer, seeds: list[np.random.SeedSequence]) -> float:
+    """Seconds per core for a core and its targets (what a shard job computes)."""
+    start = time.perf_counter()
+    for seed in seeds:
+        core = synth.synthesize(np.random.default_rng(seed))
+        los_profiles(core.density, core.velocity, synth.config.n_bins)
+        column_density(core.density, synth.config.voxel_cm)
+    return (time.perf_counter() - start) / len(seeds)
+
+
+def fft_seconds(config: CoreConfig, n_cores: int, dtype: type = np.complex64) -> float:
+    """Seconds per core for the FFTs alone: same shape and settings (single precision, as the
+    synthesis runs them, unless ``dtype`` says otherwise)."""
+    m = config.padded_size
+    modes = np.zeros((m, m, m // 2 + 1), dtype=dtype)
+    start = time.perf_counter()
+    for _ in range(n_cores * FIELDS_PER_CORE):
+        fft.irfftn(modes, s=(m, m, m), workers=1)
+    return (time.perf_counter() - start) / n_cores
+
+
+def random_mode_seconds(config: CoreConfig, n_cores: int, rng: np.random.Generator) -> float:
+    """Seconds per core for the complex normals of the drawn modes of both fields."""
+    drawn = int(np.count_nonzero(power_law_variance(config.padded_size, 1.0)))
+    start = time.perf_counter()
+    for _ in range(n_cores * FIELDS_PER_CORE):
+        rng.standard_normal(2 * drawn, dtype=np.float32)
+    return (time.perf_counter() - start) / n_cores
+
+
+def shard_seconds(config: CoreConfig, n_cores: int) -> float:
+    """Seconds per core of a whole shard job, HDF5 writing included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        write_cube_shard(config, "train", 0, n_cores, 0, Path(tmp) / "shard.h5")
+        return (time.perf_counter() - start) / n_cores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cores", type=int, default=40, help="cores per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+
+    config = CoreConfig()
+    synth = CoreSynthesizer(config)
+    rng = np.random.default_rng(0)
+    seeds = np.random.SeedSequence(0).spawn(args.cores)
+    rounds: dict[str, list[float]] = {
+        "synthesis": [],
+        "fft": [],
+        "fft_double": [],
+        "modes": [],
+        "shard": [],
+    }
+    with threadpool_limits(1):  # one core per job, as the workflow runs them
+        synthesis_seconds(synth, seeds[:3])  # warm-up: FFT plans, first-touch memory
+        fft_seconds(config, 3)
+        for _ in range(args.rounds):
+            rounds["synthesis"].append(synthesis_seconds(synth, seeds))
+            rounds["fft"].append(fft_seconds(config, args.cores))
+            rounds["fft_double"].append(fft_seconds(config, args.cores, np.complex128))
+            rounds["modes"].append(random_mode_seconds(config, args.cores, rng))
+            rounds["shard"].append(shard_seconds(config, args.cores))
+    ratios = [s / f for s, f in zip(rounds["synthesis"], rounds["fft"], strict=True)]
+    median = {name: statistics.median(values) for name, values in rounds.items()}
+    floor = median["fft"]
+    rows = [
+        {"case": "FFT floor (2 irfftn c64)", "seconds": floor},
+        {"case": "Gaussian random modes", "seconds": median["modes"]},
+        {"case": "FFT + random modes", "seconds": floor + median["modes"]},
+        {"case": "core + targets", "seconds": median["synthesis"]},
+        {"case": "shard job (with HDF5)", "seconds": median["shard"]},
+        {"case": "context: FFTs in float64", "seconds": median["fft_double"]},
+    ]
+    for row in rows:
+        row["cores_per_s"] = 1.0 / row["seconds"]
+        row["x_floor"] = row["seconds"] / floor
+
+    grid = f"{config.grid_size}^3 voxels, padded {config.padded_size}^3, {config.n_channels} ch"
+    print(f"default grid: {grid}; {args.rounds} rounds of {args.cores} cores, 1 thread")
+    print(f"{'case':<28} {'ms/core':>8} {'cores/s':>8} {'x floor':>8}")
+    for row in rows:
+        ms = row["seconds"] * 1e3
+        print(f"{row['case']:<28} {ms:>8.2f} {row['cores_per_s']:>8.1f} {row['x_floor']:>8.2f}")
+    ratio = statistics.median(ratios)
+    verdict = "meets" if ratio <= TARGET_RATIO else "MISSES"
+    print(
+        f"synthesis / FFT floor: median {ratio:.2f} over rounds (range {min(ratios):.2f}-"
+        f"{max(ratios):.2f}), {verdict} the {TARGET_RATIO:.0f}x target"
+    )
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(
+        json.dumps(
+            {
+                "config": config.to_dict(),
+                "cores_per_round": args.cores,
+                "rounds": rounds,
+                "rows": rows,
+                "ratio_median": ratio,
+                "ratio_per_round": ratios,
+                "target_ratio": TARGET_RATIO,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
