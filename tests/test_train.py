@@ -1,7 +1,8 @@
-"""Training engine: device choice, a learnable run end to end, the products it writes, the
-best-epoch weights, reproducibility from the seed, and the model file's error handling."""
+"""Training engine: device and precision choice, a learnable run end to end, the products it
+writes, the best-epoch weights, reproducibility from the seed, and the model file's errors."""
 
 import csv
+import functools
 import logging
 import re
 
@@ -14,10 +15,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import astroflow.train as train_module
 from astroflow import device as device_module
 from astroflow.data.dataset import ShardDataset
+from astroflow.engine.distributed import World
+from astroflow.engine.loader import eval_loader
+from astroflow.engine.monitor import LOG_COLUMNS
+from astroflow.engine.options import RunOptions
 from astroflow.infer import predict
 from astroflow.models.cnn2d import MomentCNN2d
 from astroflow.train import (
-    LOG_COLUMNS,
     ModelFileError,
     load_model,
     save_model,
@@ -80,7 +84,7 @@ def tiny_run(shards, out, num_workers=0, **overrides):
         out / "model.pt",
         out / "log.csv",
         out / "tb",
-        num_workers=num_workers,
+        RunOptions(num_workers=num_workers),
     )
     return torch.load(out / "model.pt", weights_only=True)["state_dict"]
 
@@ -96,17 +100,25 @@ def test_device_is_cuda_when_available_else_cpu(monkeypatch):
         device_module.select_device("cuda:0")
 
 
-def test_bf16_autocast_and_channels_last_only_on_cuda(monkeypatch):
+def test_precision_and_layout_are_chosen_per_device(monkeypatch):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert device_module.autocast_dtype(cuda) is torch.bfloat16
     assert device_module.memory_format(cuda) is torch.channels_last
-    assert device_module.autocast_dtype(cpu) is None
     assert device_module.memory_format(cpu) is torch.contiguous_format
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert device_module.autocast_dtype(cuda) is None
+    assert device_module.autocast_dtype(cuda) is torch.float16  # V100, T4: fp16 + loss scaling
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
+    assert device_module.autocast_dtype(cpu) is None
     with device_module.autocast(cpu):
         assert not torch.is_autocast_enabled("cpu")
+    assert not device_module.grad_scaler(cpu).is_enabled()
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
+    assert device_module.autocast_dtype(cpu) is torch.bfloat16
+    assert device_module.autocast_dtype(cpu, "float32") is None
+    assert device_module.grad_scaler(cpu, "float16").is_enabled()
+    with pytest.raises(ValueError, match="precision"):
+        device_module.autocast_dtype(cpu, "int8")
 
 
 def test_training_learns_parameters_of_unseen_simulations(trained, shards, tmp_path):
@@ -151,19 +163,27 @@ def test_model_file_holds_best_weights_and_plain_metadata(trained, shards):
     # The saved weights reproduce the best validation loss of the log.
     model, _ = load_model(trained["out"] / "model.pt")
     val_set = ShardDataset(shards["val"], ["Mgas"], ["Omega_m", "sigma_8"])
-    loader = train_module.make_loader(val_set, 32, 0, 0, torch.device("cpu"), False)
-    loss = train_module.validation_loss(model, loader, val_set, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    loader = eval_loader(val_set, 32, cpu)
+    loss, _ = train_module.validate(model, loader, val_set, World(0, 1, 0, cpu))
     assert loss == pytest.approx(min(val), abs=1e-4)
+    assert payload["run"]["world_size"] == 1 and payload["run"]["backend"] == "none"
 
 
-def test_tensorboard_has_the_logged_scalars(trained):
-    events = EventAccumulator(str(trained["out"] / "tensorboard"))
+def test_tensorboard_has_the_logged_scalars_and_images(trained):
+    events = EventAccumulator(str(trained["out"] / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     val = events.Scalars("loss/val")
     assert [e.step for e in val] == list(range(1, 21))
     expected = [float(r["val_loss"]) for r in trained["rows"]]
     np.testing.assert_allclose([e.value for e in val], expected, rtol=1e-5)
-    assert len(events.Scalars("loss/train_batch")) == 200
+    # Step scalars every 10 of the 200 steps (the default interval).
+    for tag in ("loss/train_step", "lr_step", "grad_norm", "samples_per_s_step"):
+        assert [e.step for e in events.Scalars(tag)] == list(range(10, 201, 10)), tag
+    assert all(e.value > 0 for e in events.Scalars("grad_norm"))
+    images = events.Tags()["images"]
+    assert "inputs/Mgas" in images
+    assert len(events.Images("val_pred_vs_truth/sigma_8")) == 20
 
 
 def test_no_temporary_files_are_left(trained):
@@ -174,11 +194,11 @@ def test_no_temporary_files_are_left(trained):
 def test_the_best_epoch_not_the_last_is_saved(shards, tmp_path, monkeypatch):
     weights, scripted = [], iter([3.0, 1.0, 2.0])
 
-    def fake_validation(model, loader, dataset, device):
+    def fake_validation(model, loader, dataset, world):
         weights.append(train_module.cpu_state_dict(model))
-        return next(scripted)
+        return next(scripted), np.zeros((len(dataset), 2), np.float32)
 
-    monkeypatch.setattr(train_module, "validation_loss", fake_validation)
+    monkeypatch.setattr(train_module, "validate", fake_validation)
     saved = tiny_run(shards, tmp_path, epochs=3)
     for name, tensor in saved.items():
         assert torch.equal(tensor, weights[1][name]), name
@@ -271,3 +291,23 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save(small_net(), path)  # a whole module: needs unpickling code, not weights only
     with pytest.raises(ModelFileError, match="not a weights-only torch model file"):
         load_model(path)
+
+
+def test_compiled_training_writes_plain_weights(shards, tmp_path, monkeypatch):
+    # The real backend compiles for ~30 s on a CPU; the eager backend runs the same wrapping,
+    # tracing and state-dict path in a few seconds.
+    compile_eagerly = functools.partial(torch.compile, backend="eager")
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    settings = {**SETTINGS, "epochs": 1, "batch_size": 8}
+    out = tmp_path
+    train_experiment(
+        settings,
+        shards["val"],
+        shards["test"],
+        out / "model.pt",
+        out / "log.csv",
+        out / "tb",
+        RunOptions(compile=True, checkpoint_dir=out / "ckpt"),
+    )
+    model, _ = load_model(out / "model.pt")  # keys without the compiled wrapper's prefix
+    assert isinstance(model, MomentCNN2d)

@@ -16,9 +16,10 @@ import h5py
 import torch
 
 from astroflow.device import select_device
+from astroflow.engine.loader import eval_loader
 from astroflow.infer import open_for_model
 from astroflow.io import atomic_path
-from astroflow.train import collect_outputs, load_model, make_loader
+from astroflow.train import collect_outputs, load_model
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def embed(
     device = select_device(device)
     model, meta = load_model(model_path, device)
     dataset = open_for_model(shard_paths, meta, model_path)
-    loader = make_loader(dataset, batch_size, 0, num_workers, device, train=False)
+    loader = eval_loader(dataset, batch_size, device, num_workers)
     (features,) = collect_outputs(model, loader, device, method="features")
 
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:

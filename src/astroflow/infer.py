@@ -20,8 +20,9 @@ import torch
 
 from astroflow.data.dataset import ShardDataset, unscale, unscale_sigma
 from astroflow.device import select_device
+from astroflow.engine.loader import eval_loader
 from astroflow.io import atomic_path, write_json
-from astroflow.train import collect_outputs, load_model, make_loader
+from astroflow.train import collect_outputs, load_model
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def predict(
     device = select_device(device)
     model, meta = load_model(model_path, device)
     dataset = open_for_model(shard_paths, meta, model_path)
-    loader = make_loader(dataset, batch_size, 0, num_workers, device, train=False)
+    loader = eval_loader(dataset, batch_size, device, num_workers)
     mean_scaled, std_scaled = collect_outputs(model, loader, device)
 
     names = meta["params"]

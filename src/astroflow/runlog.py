@@ -31,7 +31,10 @@ def log_to_file(
     looks first, so the traceback of a failure is written there before it propagates.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w")
+    # Emptied once, then appended to: a step's child processes (torchrun ranks) write to the
+    # same file, and a handler that does not append would overwrite their lines.
+    Path(path).write_text("")
+    handler = logging.FileHandler(path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)

@@ -1,37 +1,50 @@
 """Train a network on shards: one loop, read top to bottom in :func:`train_experiment`.
 
-Everything around the loop is a small named helper: seeding, data loaders, device and
-precision (:mod:`astroflow.device`), the per-epoch record (CSV, TensorBoard, log line) and the
-model file. Everything that changes while training lives in one :class:`TrainState`, which is
-what a checkpoint will save and restore.
+Everything around the loop is a small named helper from :mod:`astroflow.engine`: the epoch
+plan and loaders, the process group (one process, or one per GPU under torchrun), resume and
+checkpoints, stop signals, and the monitor (progress, TensorBoard, CSV); device and precision
+come from :mod:`astroflow.device`. Everything that changes while training lives in one
+:class:`~astroflow.engine.checkpoint.TrainState`, which is what a checkpoint saves.
 
 Products: ``model.pt`` (best validation loss; a plain dict of tensors and builtins, loadable
 with ``torch.load(weights_only=True)``, see :func:`save_model`), ``train_log.csv`` (one row
-per epoch) and TensorBoard event files in a directory.
+per epoch) and TensorBoard event files in a directory. Only rank 0 writes them.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
 import os
-import random
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
+from torch.utils.data import DataLoader, Subset
 
 from astroflow.data.dataset import ShardDataset
-from astroflow.device import autocast, prepare_model, select_device, to_device
+from astroflow.device import (
+    autocast,
+    autocast_dtype,
+    grad_scaler,
+    memory_format,
+    prepare_model,
+    select_device,
+    to_device,
+)
+from astroflow.engine import distributed
+from astroflow.engine.checkpoint import TrainState, fingerprint
+from astroflow.engine.distributed import World
+from astroflow.engine.loader import auto_workers, eval_loader, train_loader
+from astroflow.engine.monitor import Monitor
+from astroflow.engine.options import RunOptions
+from astroflow.engine.resume import Checkpointer
+from astroflow.engine.rng import derive_seed, seed_everything
+from astroflow.engine.sampler import EpochPlan, PlanSampler
 from astroflow.io import atomic_path
 from astroflow.models import build_model
 from astroflow.models.cnn2d import moment_loss
@@ -51,31 +64,11 @@ REQUIRED_SETTINGS = (
     "dropout",
     "seed",
 )
-LOG_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "lr", "samples_per_s", "elapsed_s")
 _MODEL_KEYS = ("format_version", "model", "arch", "state_dict", "fields", "params", "settings")
 
 
 class ModelFileError(ValueError):
     """A model file cannot be used; the message names the file and the missing or bad key."""
-
-
-@dataclass
-class TrainState:
-    """Everything that changes during training (the content of a future checkpoint).
-
-    ``epoch`` counts completed epochs and ``step`` optimizer steps; ``best_weights`` is a CPU
-    copy of the state dict with the lowest validation loss so far.
-    """
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    epoch: int = 0
-    step: int = 0
-    best_val_loss: float = math.inf
-    best_epoch: int = 0
-    best_weights: dict[str, torch.Tensor] | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def train_experiment(
@@ -85,139 +78,260 @@ def train_experiment(
     out_model: str | os.PathLike[str],
     out_log: str | os.PathLike[str],
     tensorboard_dir: str | os.PathLike[str],
-    *,
-    num_workers: int | None = None,
-    threads: int | None = None,
-    device: str | None = None,
+    options: RunOptions | None = None,
 ) -> dict[str, float]:
     """Train the experiment described by ``settings`` and write its model and logs.
 
     ``settings`` is one experiment of the workflow config: ``model``, ``fields``, ``params``,
-    ``epochs``, ``batch_size``, ``lr`` (peak of the one-cycle schedule), ``weight_decay``,
-    ``hidden``, ``dropout``, ``seed``; other keys (resources, say) are stored in the model file
-    untouched. ``num_workers`` DataLoader processes (default: ``settings["num_workers"]`` or 0)
-    read shards; ``threads`` caps torch's intra-op threads (a cluster job must not use every
-    core of the node); ``device`` is ``None``/"auto" (CUDA if available), "cpu" or "cuda[:i]".
+    ``epochs``, ``batch_size`` (maps per optimizer step, over all ranks), ``lr`` (peak of the
+    one-cycle schedule), ``weight_decay``, ``hidden``, ``dropout``, ``seed``; other keys are
+    stored in the model file untouched. ``options`` says how to run (checkpoints, precision,
+    threads, loader workers; see :class:`~astroflow.engine.options.RunOptions`). Under
+    torchrun every rank calls this function; otherwise it is a world of one.
+
+    With a checkpoint directory, a run resumes from its newest checkpoint, saves every epoch
+    (and at the intervals of the options), and on SIGTERM/SIGUSR1 saves at the next step and
+    raises :class:`~astroflow.engine.resume.TrainingInterrupted`.
 
     Returns a summary: best_epoch, best_val_loss, samples_per_s (training throughput of the
-    last epoch), elapsed_s.
+    last epoch), elapsed_s (training time over all attempts), checkpoint_s (time spent writing
+    checkpoints in this attempt), world_size.
     """
     cfg = check_settings(settings)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    seed_everything(cfg["seed"])
-    device = select_device(device)
-    workers = int(cfg.get("num_workers", 0) if num_workers is None else num_workers)
+    options = options or RunOptions()
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
+    with distributed.session(options.device) as world:
+        device = world.device
+        seed_everything(cfg["seed"])
+        train_set = ShardDataset(train_paths, cfg["fields"], cfg["params"])
+        val_set = ShardDataset(val_paths, cfg["fields"], cfg["params"])
+        plan = EpochPlan(len(train_set), cfg["batch_size"], cfg["seed"], world.size)
+        sampler = PlanSampler(plan, world.rank)
+        workers = options.num_workers
+        if workers is None:
+            workers = auto_workers(options.threads, device)
+        for dataset in (train_set, val_set):
+            dataset.preload()  # before workers fork, so that they share the maps
+        train_batches = train_loader(train_set, sampler, device, workers)
+        val_batches = eval_loader(
+            Subset(val_set, world.shard(len(val_set))), plan.rank_batch_size, device, workers
+        )
 
-    train_set = ShardDataset(train_paths, cfg["fields"], cfg["params"], augment=True)
-    val_set = ShardDataset(val_paths, cfg["fields"], cfg["params"])
-    train_loader = make_loader(train_set, cfg["batch_size"], cfg["seed"], workers, device, True)
-    val_loader = make_loader(val_set, cfg["batch_size"], cfg["seed"], workers, device, False)
+        arch = {
+            "in_channels": len(cfg["fields"]),
+            "n_params": len(cfg["params"]),
+            "map_size": train_set.map_size,
+            "hidden": cfg["hidden"],
+            "dropout": cfg["dropout"],
+        }
+        state, net = build_training(cfg, arch, plan, world, options)
+        run_id = fingerprint(cfg, n_train_maps=len(train_set))
+        monitor = Monitor(
+            out_log,
+            tensorboard_dir,
+            epochs=cfg["epochs"],
+            steps_per_epoch=plan.steps_per_epoch,
+            global_batch=plan.batch_size,
+            fields=cfg["fields"],
+            params=cfg["params"],
+            options=options,
+            enabled=world.is_main,
+        )
+        checkpoints = Checkpointer(options, run_id, world, cfg["seed"], plan.steps_per_epoch)
+        with checkpoints, monitor:
+            log_start(cfg, train_set, val_set, plan, world, options, workers, checkpoints)
+            checkpoints.resume(state)
+            monitor.start(state)
+            while state.epoch < cfg["epochs"]:
+                sampler.set_epoch(state.epoch, state.step - state.epoch * plan.steps_per_epoch)
+                monitor.begin_epoch(state)
+                train_one_epoch(state, net, train_batches, world, options, monitor, checkpoints)
+                train_loss = float(state.epoch_loss) / plan.steps_per_epoch
+                samples_per_s = monitor.epoch_throughput(state)
+                world.sync_buffers(state.model)
+                val_loss, val_mean = validate(state.model, val_batches, val_set, world)
+                state.epoch += 1
+                state.epoch_loss.zero_()
+                if not math.isfinite(train_loss):
+                    raise FloatingPointError(
+                        f"training diverged: loss {train_loss} in epoch {state.epoch}"
+                    )
+                if val_loss < state.best_val_loss:
+                    state.best_val_loss, state.best_epoch = val_loss, state.epoch
+                    state.best_weights = cpu_state_dict(state.model)
+                monitor.end_epoch(
+                    state, train_loss, val_loss, samples_per_s, val_mean, val_set.targets
+                )
+                checkpoints.end_epoch(state)
 
-    arch = {
-        "in_channels": len(cfg["fields"]),
-        "n_params": len(cfg["params"]),
-        "map_size": train_set.map_size,
-        "hidden": cfg["hidden"],
-        "dropout": cfg["dropout"],
-    }
-    model = prepare_model(build_model(cfg["model"], **arch), device)
+        if state.best_weights is None:
+            raise FloatingPointError(f"validation loss was never finite in {state.epoch} epochs")
+        meta = {
+            "model": cfg["model"],
+            "arch": arch,
+            "fields": list(cfg["fields"]),
+            "params": list(cfg["params"]),
+            "settings": cfg,
+            "normalization": {
+                "mean": train_set.field_mean.tolist(),
+                "std": train_set.field_std.tolist(),
+            },
+            "best_epoch": state.best_epoch,
+            "best_val_loss": state.best_val_loss,
+            "run": {
+                "world_size": world.size,
+                "backend": world.backend or "none",
+                "device": device.type,
+                "precision": precision_name(device, options.precision),
+                "resumed_at_steps": state.resumed_at,
+            },
+        }
+        if world.is_main:
+            save_model(out_model, state.best_weights, meta)
+        checkpoints.finish()
+        log.info("best validation loss %.4f in epoch %d", state.best_val_loss, state.best_epoch)
+        saves = checkpoints.save_seconds
+        if saves:
+            log.info("%d checkpoints, %.0f ms each on average", len(saves), 1e3 * np.mean(saves))
+        return {
+            "best_epoch": state.best_epoch,
+            "best_val_loss": state.best_val_loss,
+            "samples_per_s": state.history[-1]["samples_per_s"],
+            "elapsed_s": state.elapsed(),
+            "checkpoint_s": float(np.sum(saves)),
+            "world_size": world.size,
+        }
+
+
+def train_one_epoch(
+    state: TrainState,
+    net: nn.Module,
+    loader: DataLoader,
+    world: World,
+    options: RunOptions,
+    monitor: Monitor,
+    checkpoints: Checkpointer,
+) -> None:
+    """The remaining steps of the current epoch (their losses add up in ``state.epoch_loss``).
+
+    The loss is that of the global batch: predictions and targets of all ranks are gathered
+    first (the moment loss is built from batch means, so a mean of per-rank losses would be
+    another objective).
+    """
+    device = world.device
+    net.train()
+    for x, y, _ in loader:
+        x, y = to_device(x, device), y.to(device, non_blocking=True)
+        with autocast(device, options.precision):
+            mean, std = net(x)
+        mean, std, y = world.global_batch(mean, std, y)
+        loss = moment_loss(mean, std, y)
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(loss).backward()
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        state.scheduler.step()
+        state.step += 1
+        state.epoch_loss += loss.detach()
+        monitor.after_step(state, x, loss)
+        checkpoints.after_step(state)
+
+
+def build_training(
+    cfg: Mapping[str, Any],
+    arch: Mapping[str, Any],
+    plan: EpochPlan,
+    world: World,
+    options: RunOptions,
+) -> tuple[TrainState, nn.Module]:
+    """Fresh training state and the network as the step calls it (DDP, compiled or plain).
+
+    Every rank builds the same initial weights from the seed; afterwards each rank's
+    generators are reseeded by rank so that dropout masks differ between ranks.
+    """
+    device = world.device
+    net = distributed.wrap_model(prepare_model(build_model(cfg["model"], **arch), device), world)
+    model = distributed.unwrap(net)
+    if world.size > 1:
+        seed_everything(derive_seed(cfg["seed"], world.rank))
+    if options.compile:
+        net = torch.compile(net)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"]
     )
     # One cycle: warm up over the first 30% of the steps, then anneal to ~0; robust for the
     # short runs of a workflow and free of a separately tuned warm-up.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg["lr"], total_steps=cfg["epochs"] * len(train_loader)
+        optimizer, max_lr=cfg["lr"], total_steps=cfg["epochs"] * plan.steps_per_epoch
     )
-    state = TrainState(model, optimizer, scheduler)
+    state = TrainState(
+        model,
+        optimizer,
+        scheduler,
+        grad_scaler(device, options.precision),
+        epoch_loss=torch.zeros((), dtype=torch.float64, device=device),
+    )
+    return state, net
+
+
+def log_start(
+    cfg: Mapping[str, Any],
+    train_set: ShardDataset,
+    val_set: ShardDataset,
+    plan: EpochPlan,
+    world: World,
+    options: RunOptions,
+    workers: int,
+    checkpoints: Checkpointer,
+) -> None:
+    """One line with everything that decides speed and reproducibility of the run."""
+    device = world.device
+    layout = "channels-last" if memory_format(device) is torch.channels_last else "contiguous"
     log.info(
-        "training %s on %d maps (%d validation), fields %s, params %s, device %s, %d workers",
+        "training %s on %d maps (%d validation), fields %s, params %s: %d epochs of %d steps, "
+        "global batch %d (%d per process); world size %d (%s), device %s, precision %s, "
+        "%s layout, %d loader workers and %d threads per process%s; %s",
         cfg["model"],
         len(train_set),
         len(val_set),
         cfg["fields"],
         cfg["params"],
+        cfg["epochs"],
+        plan.steps_per_epoch,
+        plan.batch_size,
+        plan.rank_batch_size,
+        world.size,
+        world.backend or "single process",
         device,
+        precision_name(device, options.precision),
+        layout,
         workers,
+        torch.get_num_threads(),
+        ", torch.compile" if options.compile else "",
+        checkpoints.describe(),
     )
 
-    start = time.perf_counter()
-    with EpochRecorder(out_log, tensorboard_dir, cfg["epochs"]) as recorder:
-        while state.epoch < cfg["epochs"]:
-            epoch_start = time.perf_counter()
-            train_loss, n_samples = train_one_epoch(state, train_loader, device, recorder)
-            samples_per_s = n_samples / (time.perf_counter() - epoch_start)
-            val_loss = validation_loss(model, val_loader, val_set, device)
-            state.epoch += 1
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(
-                    f"training diverged: loss {train_loss} in epoch {state.epoch}"
-                )
-            if val_loss < state.best_val_loss:
-                state.best_val_loss, state.best_epoch = val_loss, state.epoch
-                state.best_weights = cpu_state_dict(model)
-            recorder.record(state, train_loss, val_loss, samples_per_s, time.perf_counter() - start)
 
-    if state.best_weights is None:
-        raise FloatingPointError(f"validation loss was never finite in {state.epoch} epochs")
-    meta = {
-        "model": cfg["model"],
-        "arch": arch,
-        "fields": list(cfg["fields"]),
-        "params": list(cfg["params"]),
-        "settings": cfg,
-        "normalization": {
-            "mean": train_set.field_mean.tolist(),
-            "std": train_set.field_std.tolist(),
-        },
-        "best_epoch": state.best_epoch,
-        "best_val_loss": state.best_val_loss,
-    }
-    save_model(out_model, state.best_weights, meta)
-    log.info("best validation loss %.4f in epoch %d", state.best_val_loss, state.best_epoch)
-    return {
-        "best_epoch": state.best_epoch,
-        "best_val_loss": state.best_val_loss,
-        "samples_per_s": state.history[-1]["samples_per_s"],
-        "elapsed_s": time.perf_counter() - start,
-    }
+def precision_name(device: torch.device, precision: str) -> str:
+    dtype = autocast_dtype(device, precision)
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
 
 
-def train_one_epoch(
-    state: TrainState, loader: DataLoader, device: torch.device, recorder: EpochRecorder
-) -> tuple[float, int]:
-    """One pass over ``loader``; returns the mean of the batch losses and the maps seen."""
-    state.model.train()
-    total, n_samples = 0.0, 0
-    for x, y, _ in loader:
-        x, y = to_device(x, device), y.to(device, non_blocking=True)
-        with autocast(device):
-            mean, std = state.model(x)
-        loss = moment_loss(mean, std, y)
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.optimizer.step()
-        state.scheduler.step()
-        state.step += 1
-        batch_loss = loss.item()
-        total += batch_loss
-        n_samples += len(y)
-        recorder.batch(state.step, batch_loss)
-    return total / len(loader), n_samples
-
-
-def validation_loss(
-    model: nn.Module, loader: DataLoader, dataset: ShardDataset, device: torch.device
-) -> float:
-    """Moment loss over the whole validation set at once.
+def validate(
+    model: nn.Module, loader: DataLoader, dataset: ShardDataset, world: World
+) -> tuple[float, np.ndarray]:
+    """Moment loss over the whole validation set at once, and the predicted means (n, P).
 
     The loss is a log of means over maps, so averaging it batch by batch would depend on the
-    batch size; predictions are collected first and the loss taken once.
+    batch size; predictions are collected first (each rank predicts its block of the set) and
+    the loss taken once.
     """
-    mean, std = collect_outputs(model, loader, device)
+    mean, std = collect_outputs(model, loader, world.device)
+    mean, std = world.gather_rows(mean), world.gather_rows(std)
     target = torch.from_numpy(dataset.targets)
-    return float(moment_loss(torch.from_numpy(mean), torch.from_numpy(std), target))
+    loss = float(moment_loss(torch.from_numpy(mean), torch.from_numpy(std), target))
+    return loss, mean
 
 
 @torch.no_grad()
@@ -227,14 +341,15 @@ def collect_outputs(
     """Run ``model.<method>`` in eval mode over ``loader`` (unshuffled); stack outputs float32.
 
     Returns one array per output of the method (``forward``: mean (n, P), std (n, P);
-    ``features``: embeddings (n, D)), in dataset order.
+    ``features``: embeddings (n, D)), in dataset order. Computed in float32 whatever the
+    training precision: these outputs are products (predictions, embeddings, the validation
+    loss that picks the saved epoch), and bf16 would round them to three significant digits.
     """
     model.eval()
     fn = getattr(model, method)
     chunks: list[list[np.ndarray]] = []
     for x, _, _ in loader:
-        with autocast(device):
-            out = fn(to_device(x, device))
+        out = fn(to_device(x, device))
         out = out if isinstance(out, tuple) else (out,)
         if not chunks:
             chunks = [[] for _ in out]
@@ -265,115 +380,9 @@ def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices) from the experiment seed.
-
-    astroflow itself draws only from torch generators; the global Python and NumPy generators
-    are seeded for any library code that uses them.
-    """
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - the legacy global generator is what such code uses
-    torch.manual_seed(seed)
-
-
-def make_loader(
-    dataset: ShardDataset,
-    batch_size: int,
-    seed: int,
-    num_workers: int,
-    device: torch.device,
-    train: bool,
-) -> DataLoader:
-    """DataLoader for training (shuffled, last partial batch dropped) or evaluation (in order).
-
-    The loader's own generator, seeded from the experiment seed, fixes the shuffling and the
-    worker seeds. Workers persist across epochs so each reads its shards once. The partial
-    last batch is dropped in training because BatchNorm statistics of a handful of maps are
-    noise (and fail outright for one map).
-    """
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=train,
-        drop_last=train and len(dataset) > batch_size,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
 def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Detached CPU copy of the weights (survives further training steps)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-class EpochRecorder:
-    """Per-epoch record: a log line, a row of train_log.csv, TensorBoard scalars.
-
-    The CSV is rewritten atomically after every epoch, so a job killed mid-run leaves a valid
-    table of the epochs it finished.
-    """
-
-    def __init__(
-        self, csv_path: str | os.PathLike[str], tensorboard_dir: str | os.PathLike[str], epochs: int
-    ) -> None:
-        self.csv_path = Path(csv_path)
-        self.epochs = epochs
-        Path(tensorboard_dir).mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(log_dir=str(tensorboard_dir))
-
-    def __enter__(self) -> EpochRecorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.writer.close()
-
-    def batch(self, step: int, loss: float) -> None:
-        self.writer.add_scalar("loss/train_batch", loss, step)
-
-    def record(
-        self,
-        state: TrainState,
-        train_loss: float,
-        val_loss: float,
-        samples_per_s: float,
-        elapsed_s: float,
-    ) -> None:
-        lr = state.scheduler.get_last_lr()[0]
-        values = (state.epoch, state.step, train_loss, val_loss, lr, samples_per_s, elapsed_s)
-        state.history.append(dict(zip(LOG_COLUMNS, values, strict=True)))
-        self._write_csv(state.history)
-        self.writer.add_scalar("loss/train", train_loss, state.epoch)
-        self.writer.add_scalar("loss/val", val_loss, state.epoch)
-        self.writer.add_scalar("lr", lr, state.epoch)
-        self.writer.add_scalar("samples_per_s", samples_per_s, state.epoch)
-        self.writer.flush()
-        left = elapsed_s / state.epoch * (self.epochs - state.epoch)
-        best = " (best)" if state.best_epoch == state.epoch else ""
-        log.info(
-            "epoch %d/%d loss %.4f val %.4f%s lr %.2e %.0f samples/s, %s left",
-            state.epoch,
-            self.epochs,
-            train_loss,
-            val_loss,
-            best,
-            lr,
-            samples_per_s,
-            _duration(left),
-        )
-
-    def _write_csv(self, rows: list[dict[str, float]]) -> None:
-        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=LOG_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def save_model(

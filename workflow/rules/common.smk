@@ -6,6 +6,7 @@ import re
 from astroflow.config import ConfigError, SPLITS, validate_config
 from astroflow.data import cmd
 from astroflow.data.splits import shard_map_indices
+from astroflow.engine.options import RUNTIME_KEYS
 
 try:
     validate_config(
@@ -55,12 +56,13 @@ def shard_files(split):
 def experiment_settings(wildcards):
     """The settings that define a trained model; a change to one of them retrains it.
 
-    Resource requests (gpus, threads, mem_mb, runtime) are left out on purpose: moving a job
-    to a bigger node must not invalidate its results.
+    Resource requests (gpus, threads, mem_mb, runtime) and the other runtime keys (restart,
+    checkpoint cadence, precision, loader workers, compile) are left out on purpose: moving a
+    job to a bigger node or checkpointing more often must not invalidate its results.
     """
     settings = dict(EXPERIMENTS[wildcards.experiment])
-    for key in ("gpus", "threads", "mem_mb", "runtime"):
-        settings.pop(key)
+    for key in RUNTIME_KEYS:
+        settings.pop(key, None)
     settings["seed"] = config["seed"]
     return canonical(settings)
 

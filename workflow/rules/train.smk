@@ -1,4 +1,7 @@
-# Training: one job per experiment, on a GPU node when the experiment asks for GPUs.
+# Training: one job per experiment, on a GPU node when the experiment asks for GPUs (several
+# GPUs: torchrun, one process each). Checkpoints live in checkpoints/{experiment}/, outside the
+# declared outputs: a killed or preempted job resumes from them when the rule runs again, and
+# they are removed once the model is written.
 
 
 rule train:
@@ -22,5 +25,6 @@ rule train:
         runtime=experiment_runtime,
     params:
         settings=experiment_settings,
+        checkpoints="checkpoints/{experiment}",
     script:
         "../scripts/train.py"
