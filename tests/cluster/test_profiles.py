@@ -38,8 +38,10 @@ def sacct_since(start: str) -> list[dict[str, str]]:
     return [row for row in rows if row["JobName"] not in {"hostname", "env"}]
 
 
-def write_config(workdir: Path) -> Path:
+def write_config(workdir: Path, multifield_gpus: int = 1) -> Path:
+    """The test config; ``multifield_gpus`` > 1 trains cnn2d_multifield under torchrun."""
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    config["experiments"]["cnn2d_multifield"]["gpus"] = multifield_gpus
     path = workdir / "cluster.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -53,7 +55,7 @@ def job_context_line(log: Path) -> str:
 def slurm_run(slurm, tmp_path_factory):
     """The tiny config through profiles/slurm, status checks sped up on the command line only."""
     workdir = tmp_path_factory.mktemp("slurm")
-    config = write_config(workdir)
+    config = write_config(workdir, multifield_gpus=2)
     start = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
     time.sleep(1)
     began = time.perf_counter()
@@ -77,7 +79,9 @@ def test_gpu_rules_land_on_gpu_nodes_and_data_rules_do_not(slurm_run):
     assert set(rules) == GPU_RULES | CPU_RULES, rules
     for row, rule in zip(jobs, rules, strict=True):
         assert row["State"] == "COMPLETED", row
-        if rule in GPU_RULES:
+        if rule == "train" and "cnn2d_multifield" in row["Comment"]:
+            assert row["Partition"] == "gpu" and "gres/gpu=2" in row["AllocTRES"], row
+        elif rule in GPU_RULES:
             assert row["Partition"] == "gpu" and "gres/gpu=1" in row["AllocTRES"], row
         else:
             assert row["Partition"] == "cpu" and "gres/gpu" not in row["AllocTRES"], row
@@ -90,6 +94,15 @@ def test_gpu_rules_land_on_gpu_nodes_and_data_rules_do_not(slurm_run):
     # Figures and the summary are local rules: no cluster job each.
     for rule in LOCAL_RULES | {"summary"}:
         assert rule not in rules
+
+
+def test_two_gpu_experiment_trains_with_world_size_two(slurm_run):
+    """``gpus: 2`` runs torchrun with one process per GPU (gloo here: the GPUs are fake)."""
+    workdir, _, _ = slurm_run
+    log = (workdir / "logs" / "cnn2d_multifield" / "train.log").read_text()
+    assert "starting torchrun: 2 processes" in log, log[-3000:]
+    assert "world size 2 (gloo)" in log, log[-3000:]
+    assert "world size 1" not in log
 
 
 def test_second_invocation_submits_nothing(slurm_run):
