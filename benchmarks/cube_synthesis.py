@@ -25,7 +25,7 @@ from scipy import fft
 from threadpoolctl import threadpool_limits
 
 from astroflow.cubes.config import CoreConfig
-from astroflow.cubes.fields import power_law_variance
+from astroflow.cubes.fields import complex_normals, power_law_variance
 from astroflow.cubes.shards import write_cube_shard
 from astroflow.cubes.synthetic import CoreSynthesizer, column_density, los_profiles
 
@@ -57,11 +57,12 @@ def fft_seconds(config: CoreConfig, n_cores: int, dtype: type = np.complex64) ->
 
 
 def random_mode_seconds(config: CoreConfig, n_cores: int, rng: np.random.Generator) -> float:
-    """Seconds per core for the complex normals of the drawn modes of both fields."""
+    """Seconds per core for the complex normals of the drawn modes of both fields, drawn as
+    the synthesis draws them."""
     drawn = int(np.count_nonzero(power_law_variance(config.padded_size, 1.0)))
     start = time.perf_counter()
     for _ in range(n_cores * FIELDS_PER_CORE):
-        rng.standard_normal(2 * drawn, dtype=np.float32)
+        complex_normals(rng, 1.0, drawn)
     return (time.perf_counter() - start) / n_cores
 
 

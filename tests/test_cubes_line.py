@@ -72,7 +72,28 @@ def test_spectra_do_not_depend_on_the_block_size(monkeypatch):
     velocity = rng.normal(0, 0.5, (8, 5, 6)).astype(np.float32)
     channels = np.linspace(-2, 2, 17)
     whole = line.optically_thin_spectra(intensity, velocity, channels, 0.2)
-    monkeypatch.setattr(line, "BLOCK_ELEMENTS", 8 * 5 * 6 * 3)  # 3 channels per block
+    monkeypatch.setattr(line, "BLOCK_ELEMENTS", 8 * 7)  # 7 of the 30 columns per block
     np.testing.assert_allclose(
         line.optically_thin_spectra(intensity, velocity, channels, 0.2), whole, rtol=1e-6
     )
+
+
+def test_spectra_match_the_gaussian_sum_channel_by_channel():
+    """Every voxel-channel pair evaluated directly (float64) against the fast evaluation,
+    with velocities far outside the band and lines too faint to matter included."""
+    rng = np.random.default_rng(1)
+    intensity = rng.lognormal(-2.0, 2.0, (6, 4, 5))
+    intensity[0, 0, 0] = 0.0
+    velocity = rng.normal(0.0, 1.0, (6, 4, 5))
+    velocity[1, 1, 1] = 40.0
+    channels = np.arange(-30, 31) * 0.07
+    sigma = 0.1
+    direct = (
+        intensity
+        / (math.sqrt(2 * math.pi) * sigma)
+        * np.exp(-0.5 * ((channels[:, None, None, None] - velocity) / sigma) ** 2)
+    ).sum(axis=1)
+    fast = line.optically_thin_spectra(intensity, velocity, channels, sigma)
+    np.testing.assert_allclose(fast, direct, rtol=0, atol=1e-5 * direct.max())
+    with pytest.raises(ValueError, match="evenly spaced"):
+        line.optically_thin_spectra(intensity, velocity, channels**3, sigma)

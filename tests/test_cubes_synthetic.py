@@ -268,7 +268,9 @@ def test_config_refuses_unresolved_lines_and_bad_ranges():
 
 def quiet_config(**ranges):
     """A core without turbulence: Larson's coefficient ~0 leaves the thermal width alone, so
-    the channels are narrowed to keep the line resolved."""
+    the channels are narrowed to keep the line resolved. At 1e-6 km/s the turbulent field's
+    large-scale modes tilt the moment-1 map by ~1e-5 km/s/pc, far below the 1e-3 tolerances
+    (1e-4 km/s gave ~1e-3, a pass or fail by draw)."""
     fixed = {
         "log_density_sigma": (0.0, 0.0),
         "systemic_velocity_kms": (0.1, 0.1),
@@ -276,7 +278,7 @@ def quiet_config(**ranges):
         "rotation_kms_per_pc": (0.0, 0.0),
         **ranges,
     }
-    return clean_config(larson_coefficient_kms=1e-4, n_channels=64, channel_width_kms=0.03, **fixed)
+    return clean_config(larson_coefficient_kms=1e-6, n_channels=64, channel_width_kms=0.03, **fixed)
 
 
 def test_rotation_shows_as_the_moment_one_gradient_of_its_projected_axis():

@@ -13,6 +13,8 @@ sum of ``mode_variance`` over the full (not half) Fourier grid.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import fft
 
@@ -68,6 +70,40 @@ def crop_mean_response(padded: int, n: int) -> np.ndarray:
     return dirichlet2(k)[:, None, None] * dirichlet2(k)[None, :, None] * dirichlet2(kz)
 
 
+def complex_normals(rng: np.random.Generator, scale: np.ndarray | float, size: int) -> np.ndarray:
+    """``size`` complex normals times ``scale`` (a scalar or (size,) float32): unit variance in
+    the real and in the imaginary part before scaling; complex64.
+
+    numpy's ziggurat draws one normal at a time (~9 ns each here); the Box-Muller transform
+    gives the same distribution in a few whole-array passes, about three times faster. One
+    64-bit draw per value: 32 bits set the modulus sqrt(-2 ln u) with u = (b + 1/2) 2^-32 in
+    (0, 1), so the modulus reaches 6.8 (a tail cut at probability 1e-10 per value), and 32 bits
+    set the phase.
+    """
+    words = rng.bit_generator.random_raw(size).view(np.uint32)
+    modulus = words[:size].astype(np.float32)
+    modulus += np.float32(0.5)
+    np.log(modulus, out=modulus)
+    modulus *= np.float32(-2.0)
+    modulus += np.float32(64.0 * math.log(2.0))  # -2 ln(b + 1/2) + 2 ln 2^32 = -2 ln u
+    np.sqrt(modulus, out=modulus)
+    modulus *= scale
+    phase = words[size:].astype(np.float32)
+    phase *= np.float32(2.0 * math.pi / 2.0**32)
+    out = np.empty(size, dtype=np.complex64)
+    out.real = np.multiply(np.cos(phase), modulus)
+    out.imag = np.multiply(np.sin(phase, out=phase), modulus, out=phase)
+    return out
+
+
+def standard_normals(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Independent standard normals of the given shape, float32: the real and imaginary parts
+    of :func:`complex_normals`, which are independent by construction."""
+    size = math.prod(shape)
+    pairs = complex_normals(rng, 1.0, (size + 1) // 2)
+    return pairs.view(np.float32)[:size].reshape(shape)
+
+
 class CroppedGaussianField:
     """Draws zero-mean Gaussian fields (n, n, n) float32 with the given mode variances.
 
@@ -92,16 +128,15 @@ class CroppedGaussianField:
         plane_gain = 2.0 / full_grid_weights(padded)  # 2 on the two Hermitian planes, else 1
         # irfftn divides by padded^3; the complex normal has E|z|^2 = 2 (unit real and imag).
         amplitude = padded**3 * np.sqrt(mode_variance * plane_gain / 2.0)
-        self._drawn = mode_variance > 0
-        self._amplitude = amplitude[self._drawn].astype(np.float32)
+        # Flat indices, not a boolean mask: numpy scatters through them several times faster.
+        self._drawn = np.flatnonzero(mode_variance > 0)
+        self._amplitude = amplitude.reshape(-1)[self._drawn].astype(np.float32)
         self._modes = np.zeros(shape, dtype=np.complex64)
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         """One field realisation (n, n, n) float32 from ``rng``."""
-        noise = rng.standard_normal(2 * self._amplitude.size, dtype=np.float32)
-        noise = noise.view(np.complex64)
-        noise *= self._amplitude
-        self._modes[self._drawn] = noise
+        noise = complex_normals(rng, self._amplitude, self._amplitude.size)
+        self._modes.reshape(-1)[self._drawn] = noise
         # Not overwrite_x: the buffer's zero modes must stay zero for the next draw.
         field = fft.irfftn(self._modes, s=(self.padded,) * 3, workers=1)
         n = self.n

@@ -21,11 +21,11 @@ along z, and the H2 column density.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from astroflow.cubes.config import LOG_SAMPLED, CoreConfig
 from astroflow.cubes.fields import (
@@ -33,6 +33,7 @@ from astroflow.cubes.fields import (
     crop_mean_response,
     full_grid_weights,
     power_law_variance,
+    standard_normals,
 )
 from astroflow.cubes.line import optically_thin_spectra
 
@@ -204,7 +205,7 @@ class CoreSynthesizer:
         if self.beam_sigma_pixels > 0:
             cube = convolve_beam(cube, self.beam_sigma_pixels)
         if self.config.noise_rms_k > 0:
-            noise = rng.standard_normal(cube.shape, dtype=np.float32)
+            noise = standard_normals(rng, cube.shape)
             noise *= np.float32(self.config.noise_rms_k)
             cube += noise
         return cube
@@ -222,12 +223,34 @@ class CoreSynthesizer:
 def convolve_beam(cube: np.ndarray, sigma_pixels: float) -> np.ndarray:
     """Each channel map of ``cube`` (..., ny, nx) convolved with a Gaussian beam (float32).
 
-    ``sigma_pixels`` is the beam's standard deviation in pixels. Outside the map there is no
-    gas (the box is the whole core), so the beam sees zeros there: edge pixels lose the part of
-    their beam that falls off the map, as they would on the sky.
+    ``sigma_pixels`` is the beam's standard deviation in pixels; the kernel is sampled at
+    whole pixels out to 4 sigma and normalised to unit sum. Outside the map there is no gas
+    (the box is the whole core), so the beam sees zeros there: edge pixels lose the part of
+    their beam that falls off the map, as they would on the sky. The separable convolution is
+    two products with banded matrices, which BLAS does faster than a filter loop on maps this
+    small.
     """
-    sigma = (0.0,) * (cube.ndim - 2) + (sigma_pixels, sigma_pixels)
-    return ndimage.gaussian_filter(cube, sigma, mode="constant", cval=0.0, truncate=4.0)
+    if sigma_pixels <= 0:
+        return np.array(cube, dtype=np.float32)  # no beam: the maps as they are
+    ny, nx = cube.shape[-2:]
+    rows = _beam_matrix(ny, sigma_pixels)
+    columns = _beam_matrix(nx, sigma_pixels)
+    return np.matmul(rows, np.matmul(np.asarray(cube, dtype=np.float32), columns))
+
+
+@functools.lru_cache(maxsize=8)
+def _beam_matrix(n: int, sigma_pixels: float) -> np.ndarray:
+    """(n, n) float32 matrix of the 1D beam: entry (i, j) is the kernel at offset i - j, zero
+    beyond 4 sigma and off the map (symmetric, so it acts on rows and columns alike)."""
+    radius = int(4.0 * sigma_pixels + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma_pixels) ** 2)
+    kernel /= kernel.sum()
+    lag = np.subtract.outer(np.arange(n), np.arange(n))
+    matrix = np.where(np.abs(lag) <= radius, kernel[np.clip(lag + radius, 0, 2 * radius)], 0.0)
+    matrix = matrix.astype(np.float32)
+    matrix.flags.writeable = False  # shared by the cache
+    return matrix
 
 
 def los_profiles(
@@ -243,10 +266,14 @@ def los_profiles(
     if nz % n_bins:
         raise ValueError(f"{nz} voxels along the line of sight do not split into {n_bins} bins")
     shape = (n_bins, nz // n_bins, *density.shape[1:])
-    mass = density.reshape(shape).sum(axis=1, dtype=np.float64)
-    momentum = (density * velocity).reshape(shape).sum(axis=1, dtype=np.float64)
-    mean_density = (mass / shape[1]).astype(np.float32)
-    return mean_density, (momentum / mass).astype(np.float32)
+    # float32 sums: a bin holds at most a column (tens of voxels), which float32 adds to ~1e-6.
+    density = np.asarray(density, dtype=np.float32)
+    velocity = np.asarray(velocity, dtype=np.float32)
+    mass = density.reshape(shape).sum(axis=1)
+    momentum = (density * velocity).reshape(shape).sum(axis=1)
+    momentum /= mass
+    mass /= np.float32(shape[1])
+    return mass, momentum
 
 
 def column_density(density: np.ndarray, voxel_cm: float) -> np.ndarray:
