@@ -1,4 +1,5 @@
-# astroflow: CMD-format maps -> HDF5 shards -> CNN -> inference -> embeddings -> t-SNE -> report.
+# astroflow: CMD-format maps and synthetic PPV cubes -> HDF5 shards -> CNNs -> inference ->
+# embeddings -> t-SNE -> report.
 # Run:  snakemake --cores all            (embedded synthetic default, no network)
 #       snakemake --report results/report.html
 import os
@@ -28,6 +29,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/cubes.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/embed.smk"

@@ -198,3 +198,20 @@ def test_limit_threads_caps_openmp_and_blas_pools():
     with limit_threads(None):
         assert threads() == default
     assert threads() == default
+
+
+def test_knn_scores_the_requested_parameter(tmp_path):
+    """An embedding that encodes sigma_8 and not Omega_m: the score follows ``knn_param``."""
+    rng = np.random.default_rng(2)
+    n_sims = 60
+    params = sim_params(n_sims, rng)
+    sim_id = np.repeat(np.arange(n_sims), MAPS_PER_SIM)
+    s8 = params[sim_id, 1]
+    emb = np.stack([s8, s8**2, np.sin(5 * s8)], axis=1) * 10 + rng.normal(0, 0.05, (len(s8), 3))
+    path = write_embeddings(tmp_path / "emb.h5", emb, sim_id, params[sim_id])
+    by_s8 = run_cluster(path, tmp_path / "s8.json", n_clusters=3, knn_param="sigma_8")
+    by_om = run_cluster(path, tmp_path / "om.json", n_clusters=3)
+    assert by_s8["knn_r2_sigma_8"] > 0.9 and "knn_r2_omega_m" not in by_s8
+    assert by_om["knn_r2_omega_m"] < 0.2
+    with pytest.raises(KeyError, match="'central_density' not in param_names"):
+        run_cluster(path, tmp_path / "x.json", knn_param="central_density")

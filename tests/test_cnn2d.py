@@ -18,14 +18,7 @@ import torch
 from astroflow.models import MODELS, build_model
 from astroflow.models.cnn2d import MomentCNN2d, moment_loss
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Several people share two cores: one thread per test process is fastest under contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def model(map_size=32, **kwargs):

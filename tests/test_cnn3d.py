@@ -14,14 +14,7 @@ from astroflow.cubes.shards import read_cube_shard, write_cube_shard
 from astroflow.models import build_model
 from astroflow.models.cnn3d import ProfileCNN3d, profile_loss
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Several people share two cores: one thread per test process is fastest under contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def model(radius=2, n_channels=12, n_bins=4, **kwargs):

@@ -1,18 +1,24 @@
 """Config validation: defaults filled, every mistake named by its key before any job runs."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
-from astroflow.config import ConfigError, validate_config
+from astroflow.config import CORE_PARAM_NAMES, ConfigError, validate_config
+from astroflow.cubes.config import CoreConfig
+from astroflow.cubes.synthetic import PARAM_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def minimal() -> dict:
-    return {"data": {"source": "synthetic"}, "experiments": {"exp": {}}}
+    return {
+        "data": {"source": "synthetic"},
+        "experiments": {"exp": {}, "cores": {"model": "cnn3d"}},
+    }
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "camels.yaml"])
@@ -61,6 +67,33 @@ def test_defaults_are_filled_per_experiment():
             "data.splits.val",
             "empty",
         ),
+        (lambda c: c["experiments"]["exp"].update(model="cnn4d"), "experiments.exp.model", "cnn3d"),
+        (
+            lambda c: c["experiments"]["exp"].update(model="cnn3d", fields=["Mgas"]),
+            "experiments.exp.fields",
+            "cnn2d only",
+        ),
+        (
+            lambda c: c["experiments"]["exp"].update(model="cnn3d", params=["Omega_m"]),
+            "experiments.exp.params",
+            "core parameters",
+        ),
+        (
+            lambda c: c.update(cubes={"core": {"grid_size": 32, "n_bins": 5}}),
+            "cubes.core",
+            "multiple of 'n_bins'",
+        ),
+        (lambda c: c.update(cubes={"core": {"noise_k": 0.1}}), "cubes.core", "noise_k"),
+        (
+            lambda c: c.update(cubes={"shards": {"train": 0, "val": 1, "test": 1}}),
+            "cubes.shards.train",
+            "minimum",
+        ),
+        (
+            lambda c: c.update(cubes={"fits_examples": 40, "cores_per_shard": 32}),
+            "cubes.fits_examples",
+            "32 cores",
+        ),
     ],
 )
 def test_mistakes_name_the_key(mutate, key, expected):
@@ -72,3 +105,28 @@ def test_mistakes_name_the_key(mutate, key, expected):
     assert f"'{key}'" in message
     assert expected in message
     assert "\n" not in message  # one message, not a traceback-sized dump
+
+
+def test_model_decides_the_defaults_of_fields_and_params():
+    config = minimal()
+    validate_config(config, SCHEMA)
+    assert config["experiments"]["exp"]["fields"] == ["Mgas"]
+    assert config["experiments"]["exp"]["params"] == ["Omega_m", "sigma_8"]
+    assert "fields" not in config["experiments"]["cores"]
+    assert config["experiments"]["cores"]["params"] == ["central_density", "infall_speed"]
+    assert config["cubes"]["shards"] == {"train": 16, "val": 2, "test": 2}
+    assert config["cubes"]["core"] == {}  # CoreConfig's own defaults apply
+
+
+def test_core_parameter_names_follow_the_synthesis():
+    assert CORE_PARAM_NAMES == PARAM_NAMES
+
+
+def test_cube_settings_map_onto_the_core_configuration():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    core = schema["properties"]["cubes"]["properties"]["core"]["properties"]
+    assert set(core) == {field.name for field in dataclasses.fields(CoreConfig)}
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    validate_config(config, SCHEMA)
+    built = CoreConfig.from_mapping(config["cubes"]["core"])
+    assert (built.grid_size, built.n_channels, built.flat_radius_pc) == (16, 24, (0.006, 0.02))

@@ -18,13 +18,7 @@ from astroflow.train import ModelFileError, load_model, train_experiment
 PARAMS = ["sigma_8", "A_SN1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Several people share two cores: one thread per test process is fastest under contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

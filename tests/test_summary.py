@@ -178,3 +178,22 @@ def test_bad_json_names_file(tmp_path):
 def test_import_does_not_load_torch():
     code = "import astroflow.summary, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cube_metrics_show_network_baseline_and_ratio(tmp_path):
+    scores = {"density_rmse_dex": 0.3429, "density_r2": 0.847, "velocity_rmse_kms": 0.5001}
+    metrics = {
+        "n_cubes": 64,
+        "network": scores,
+        "baseline": {"density_rmse_dex": 0.6868, "density_r2": 0.388, "velocity_rmse_kms": 0.6469},
+        "ratio": {"density_rmse_dex": 0.4994, "velocity_rmse_kms": 0.7731},
+    }
+    page = render_summary(CONFIG, {"cnn3d_cores": metrics}, {}, env={"python": "3"})
+    reader = TableReader()
+    reader.feed(page)
+    header, *rows = reader.rows[:4]
+    assert header == ["profiles from", "density_rmse_dex", "density_r2", "velocity_rmse_kms"]
+    assert [row[0] for row in rows] == ["network", "baseline", "ratio"]
+    assert (rows[0][1], rows[1][1], rows[2][1]) == ("0.3429", "0.6868", "0.4994")
+    assert rows[2][2] == "\u2013"  # the ratio has no R^2
+    assert "n_cubes = 64" in page

@@ -21,6 +21,7 @@ from astroflow.engine.monitor import LOG_COLUMNS
 from astroflow.engine.options import RunOptions
 from astroflow.infer import predict
 from astroflow.models.cnn2d import MomentCNN2d
+from astroflow.tasks import get_task
 from astroflow.train import (
     ModelFileError,
     load_model,
@@ -43,13 +44,7 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Several people share two cores: one thread per test process is fastest under contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +160,8 @@ def test_model_file_holds_best_weights_and_plain_metadata(trained, shards):
     val_set = ShardDataset(shards["val"], ["Mgas"], ["Omega_m", "sigma_8"])
     cpu = torch.device("cpu")
     loader = eval_loader(val_set, 32, cpu)
-    loss, _ = train_module.validate(model, loader, val_set, World(0, 1, 0, cpu))
+    task = get_task("cnn2d")
+    loss, _ = train_module.validate(model, loader, val_set, World(0, 1, 0, cpu), task)
     assert loss == pytest.approx(min(val), abs=1e-4)
     assert payload["run"]["world_size"] == 1 and payload["run"]["backend"] == "none"
 
@@ -194,9 +190,10 @@ def test_no_temporary_files_are_left(trained):
 def test_the_best_epoch_not_the_last_is_saved(shards, tmp_path, monkeypatch):
     weights, scripted = [], iter([3.0, 1.0, 2.0])
 
-    def fake_validation(model, loader, dataset, world):
+    def fake_validation(model, loader, dataset, world, task):
         weights.append(train_module.cpu_state_dict(model))
-        return next(scripted), np.zeros((len(dataset), 2), np.float32)
+        zeros = np.zeros((len(dataset), 2), np.float32)
+        return next(scripted), (zeros, zeros)
 
     monkeypatch.setattr(train_module, "validate", fake_validation)
     saved = tiny_run(shards, tmp_path, epochs=3)

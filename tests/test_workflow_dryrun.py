@@ -35,9 +35,21 @@ def test_default_dag_parses_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout + result.stderr)
     assert jobs["synthesize_maps"] == 1
-    assert jobs["train"] == jobs["infer"] == jobs["embed"] == 2
+    assert jobs["train"] == jobs["infer"] == jobs["embed"] == 3  # two cnn2d, one cnn3d
     # 3,000 maps at 500 per shard: 2100/450/450 maps -> 5 + 1 + 1 shards.
     assert jobs["format_shards"] == 7
+    assert jobs["synthesize_cubes"] == 16 + 2 + 2
+    assert jobs["write_cube_examples"] == jobs["plot_profiles"] == jobs["plot_residual_maps"] == 1
+    assert "predict_fits" not in jobs  # the real-data folder is empty
+
+
+def test_each_fits_cube_in_the_real_data_folder_becomes_a_target(tmp_path):
+    (tmp_path / "data" / "real_cubes").mkdir(parents=True)
+    for name in ("L1544.fits", "B68.fits", "notes.txt"):
+        (tmp_path / "data" / "real_cubes" / name).write_bytes(b"")
+    result = snakemake("-n", "--quiet", "rules", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result.stdout + result.stderr)["predict_fits"] == 2
 
 
 def test_camels_config_plans_downloads_and_full_scale_shards(tmp_path):
@@ -49,6 +61,7 @@ def test_camels_config_plans_downloads_and_full_scale_shards(tmp_path):
     assert "synthesize_maps" not in jobs
     # 15,000 maps, 800/100/100 simulations, 500 maps per shard: 24 + 3 + 3 shards.
     assert jobs["format_shards"] == 30
+    assert "synthesize_cubes" not in jobs  # no cnn3d experiment: no cubes
 
 
 def test_single_target_plans_only_its_ancestors(tmp_path):

@@ -1,9 +1,10 @@
-"""Look inside a trained network: t-SNE maps and clustering of its per-map embeddings.
+"""Look inside a trained network: t-SNE maps and clustering of its embeddings.
 
-Both steps read ``embeddings.h5`` (written by :mod:`astroflow.embed`): ``embeddings`` (n, D)
-float32 penultimate features, ``sim_id`` (n,) int64, ``params_raw`` (n, 6) float32 physical
-parameters and attr ``param_names``. Rows keep their order in every product, so the t-SNE table
-and the cluster labels line up row by row for plotting.
+Both steps read ``embeddings.h5`` (written by :mod:`astroflow.embed`, one row per map or cube):
+``embeddings`` (n, D) float32 features, ``sim_id`` (n,) int64, ``params_raw`` (n, P) float32
+physical parameters (the 6 CMD ones, or the 13 of a synthetic core) and attr ``param_names``. Rows
+keep their order in every product, so the t-SNE table and the cluster labels line up row by row for
+plotting.
 
 Features are standardized and reduced with PCA first: the network's units have arbitrary scales,
 and PCA removes noise directions before the (quadratic-in-neighbourhood) t-SNE and before
@@ -170,30 +171,32 @@ def cluster(
     knn_neighbors: int,
     seed: int,
     n_jobs: int | None = None,
+    knn_param: str = "Omega_m",
 ) -> dict[str, Any]:
     """KMeans on the PCA features plus two scores, written as JSON and returned.
 
     ``silhouette`` (on a seeded subsample of ``min(n, silhouette_sample)`` rows: the exact score
-    is quadratic in n) says how separated the clusters are; ``knn_r2_omega_m`` says how smoothly
-    the embedding encodes Omega_m (see :func:`knn_r2`). ``labels`` follow the input row order.
-    PCA is fitted on all rows: it never sees Omega_m, so the cross-validated score stays honest.
+    is quadratic in n) says how separated the clusters are; ``knn_r2_<knn_param>`` (lower case,
+    e.g. ``knn_r2_omega_m``) says how smoothly the embedding encodes that parameter (see
+    :func:`knn_r2`). ``labels`` follow the input row order. PCA is fitted on all rows: it never
+    sees the parameter, so the cross-validated score stays honest.
     ``n_jobs`` caps the threads used (pass the job's core count; see :func:`limit_threads`).
     """
     data = load_embeddings(embeddings_h5)
     n = len(data.embeddings)
     if not 2 <= n_clusters < n:
         raise ValueError(f"{embeddings_h5}: n_clusters={n_clusters} must be in [2, {n - 1}]")
-    if "Omega_m" not in data.param_names:
-        raise KeyError(f"{embeddings_h5}: 'Omega_m' not in param_names {data.param_names}")
+    if knn_param not in data.param_names:
+        raise KeyError(f"{embeddings_h5}: {knn_param!r} not in param_names {data.param_names}")
 
-    omega_m = data.params_raw[:, data.param_names.index("Omega_m")].astype(np.float64)
+    target = data.params_raw[:, data.param_names.index(knn_param)].astype(np.float64)
     sample_size = min(n, silhouette_sample)
     with limit_threads(n_jobs):
         feats, pca = pca_features(data.embeddings, pca_components, seed)
         kmeans = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=seed)
         labels = kmeans.fit_predict(feats).astype(np.int64)
         silhouette = silhouette_score(feats, labels, sample_size=sample_size, random_state=seed)
-        knn_score = knn_r2(feats, omega_m, data.sim_id, knn_neighbors)
+        knn_score = knn_r2(feats, target, data.sim_id, knn_neighbors)
 
     result = {
         "n_samples": n,
@@ -204,7 +207,7 @@ def cluster(
         "silhouette_sample_size": sample_size,
         "inertia": float(kmeans.inertia_),
         "cluster_sizes": np.bincount(labels, minlength=n_clusters).tolist(),
-        "knn_r2_omega_m": knn_score,
+        f"knn_r2_{knn_param.lower()}": knn_score,
         "knn_neighbors": knn_neighbors,
         "seed": seed,
         "labels": labels.tolist(),

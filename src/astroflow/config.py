@@ -19,6 +19,30 @@ from astroflow.data.cmd import MAPS_PER_SIM, PARAM_NAMES
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
+CORE_PARAM_NAMES: tuple[str, ...] = (
+    "central_density",
+    "flat_radius",
+    "eta",
+    "center_x",
+    "center_y",
+    "center_z",
+    "log_density_sigma",
+    "systemic_velocity",
+    "infall_speed",
+    "rotation_rate",
+    "axis_x",
+    "axis_y",
+    "axis_z",
+)
+"""Generating parameters of a synthetic core: :data:`astroflow.cubes.synthetic.PARAM_NAMES`,
+repeated here because that module imports numpy and scipy (a test keeps the two equal)."""
+
+MODEL_DEFAULTS: dict[str, dict[str, list[str]]] = {
+    "cnn2d": {"fields": ["Mgas"], "params": ["Omega_m", "sigma_8"]},
+    "cnn3d": {"params": ["central_density", "infall_speed"]},
+}
+"""Per-model defaults of the experiment keys whose meaning depends on the model."""
+
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key and what was expected."""
@@ -108,6 +132,10 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             "invalid config value at 'data.base_url': required when source is 'download'"
         )
     for name, experiment in config["experiments"].items():
+        _fill_model_defaults(name, experiment)
+        if experiment["model"] == "cnn3d":
+            _check_core_params(name, experiment)
+            continue
         for field in experiment["fields"]:
             if field not in data["fields"]:
                 raise ConfigError(
@@ -120,6 +148,45 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
                     f"invalid config value at 'experiments.{name}.params': '{param}' is not one "
                     f"of {list(PARAM_NAMES)}"
                 )
+    if any(e["model"] == "cnn3d" for e in config["experiments"].values()):
+        _check_cubes(config["cubes"])
+
+
+def _fill_model_defaults(name: str, experiment: dict[str, Any]) -> None:
+    """Defaults of ``fields``/``params`` for the experiment's model; cnn3d has no fields."""
+    model = experiment["model"]
+    if model == "cnn3d" and "fields" in experiment:
+        raise ConfigError(
+            f"invalid config value at 'experiments.{name}.fields': cnn3d reads PPV cubes; "
+            "'fields' applies to cnn2d only"
+        )
+    for key, default in MODEL_DEFAULTS[model].items():
+        experiment.setdefault(key, list(default))
+
+
+def _check_core_params(name: str, experiment: Mapping[str, Any]) -> None:
+    for param in experiment["params"]:
+        if param not in CORE_PARAM_NAMES:
+            raise ConfigError(
+                f"invalid config value at 'experiments.{name}.params': '{param}' is not one "
+                f"of the core parameters {list(CORE_PARAM_NAMES)}"
+            )
+
+
+def _check_cubes(cubes: Mapping[str, Any]) -> None:
+    """The core settings build a valid configuration; the FITS examples fit in a shard."""
+    # Imported here: it needs numpy and astropy, which a workflow without cubes never loads.
+    from astroflow.cubes.config import CoreConfig
+
+    try:
+        CoreConfig.from_mapping(cubes["core"])
+    except ValueError as err:
+        raise ConfigError(f"invalid config value at 'cubes.core': {err}") from None
+    if cubes["fits_examples"] > cubes["cores_per_shard"]:
+        raise ConfigError(
+            f"invalid config value at 'cubes.fits_examples': {cubes['fits_examples']} examples "
+            f"but a shard holds {cubes['cores_per_shard']} cores (cubes.cores_per_shard)"
+        )
 
 
 def n_maps(config: Mapping[str, Any]) -> int:

@@ -90,8 +90,15 @@ def memory_format(device: torch.device) -> torch.memory_format:
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move ``model`` to ``device`` in the memory layout the device prefers."""
-    return model.to(device=device, memory_format=memory_format(device))
+    """Move ``model`` to ``device`` in the memory layout the device prefers.
+
+    Channels-last exists for 4D tensors only: a network with 3D convolutions (5D weights,
+    cnn3d) keeps the default layout, which ``Module.to`` would otherwise refuse on CUDA.
+    """
+    layout = memory_format(device)
+    if any(p.dim() == 5 for p in model.parameters()):
+        layout = torch.contiguous_format
+    return model.to(device=device, memory_format=layout)
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -1,24 +1,29 @@
 """Penultimate-layer embeddings of shard maps, for t-SNE and clustering downstream.
 
-Product: ``embeddings.h5`` with datasets ``embeddings`` (n, D) float32, ``sim_id`` and
-``map_index`` (n,) int64, ``params_raw`` (n, 6) float32 physical parameters, and attributes
-``param_names`` (the 6 names, column order of ``params_raw``) and ``fields``.
+:func:`embed` serves every model family (cnn3d: one row per cube, written by
+:func:`astroflow.cubes.predict.embed_cubes` in the same layout). Product of a cnn2d:
+``embeddings.h5`` with datasets ``embeddings`` (n, D) float32, ``sim_id`` and ``map_index`` (n,)
+int64, ``params_raw`` (n, 6) float32 physical parameters, and attributes ``param_names`` (the 6
+names, column order of ``params_raw``) and ``fields``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import torch
+from torch import nn
 
 from astroflow.device import select_device
 from astroflow.engine.loader import eval_loader
 from astroflow.infer import open_for_model
 from astroflow.io import atomic_path
+from astroflow.tasks import get_task
 from astroflow.train import collect_outputs, load_model
 
 log = logging.getLogger(__name__)
@@ -34,14 +39,41 @@ def embed(
     threads: int | None = None,
     device: str | None = None,
 ) -> Path:
-    """Write ``model.features`` of every map of ``shard_paths`` (eval mode, no augmentation).
+    """Write ``model.features`` of every item of ``shard_paths`` (eval mode, no augmentation).
 
-    Rows follow the order of the shards and of the maps within them; returns ``out_h5``.
+    The model's family writes the file (:func:`embed_maps` for cnn2d, one row per map;
+    :func:`astroflow.cubes.predict.embed_cubes` for cnn3d, one row per cube), rows in the
+    order of the shards and of the items within them; returns ``out_h5``.
     """
     if threads is not None:
         torch.set_num_threads(threads)
     device = select_device(device)
     model, meta = load_model(model_path, device)
+    get_task(meta["model"]).product_writer("embeddings")(
+        model,
+        meta,
+        model_path,
+        shard_paths,
+        out_h5,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+    )
+    return Path(out_h5)
+
+
+def embed_maps(
+    model: nn.Module,
+    meta: Mapping[str, Any],
+    model_path: str | os.PathLike[str],
+    shard_paths: Sequence[str | os.PathLike[str]],
+    out_h5: str | os.PathLike[str],
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+) -> None:
+    """Penultimate features of every map, with its simulation's parameters."""
     dataset = open_for_model(shard_paths, meta, model_path)
     loader = eval_loader(dataset, batch_size, device, num_workers)
     (features,) = collect_outputs(model, loader, device, method="features")
@@ -55,4 +87,3 @@ def embed(
         h5.attrs["fields"] = list(meta["fields"])
         h5.attrs["model"] = Path(model_path).name
     log.info("embedded %d maps into %d dimensions", *features.shape)
-    return Path(out_h5)

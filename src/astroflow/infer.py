@@ -1,27 +1,30 @@
 """Predict parameters of shard maps with a trained model and score them in physical units.
 
-Products: ``predictions.h5`` with datasets ``mean``, ``std``, ``truth`` (n, P) float32 in
-physical units, ``sim_id`` and ``map_index`` (n,) int64, and attributes ``param_names`` (P) and
-``fields``; ``metrics.json`` with ``n_maps`` and, under ``params``, one entry per parameter
-(:func:`regression_metrics`).
+:func:`predict` serves every model family (its task writes the products); this module holds the
+cnn2d ones (cnn3d: :mod:`astroflow.cubes.predict`). Products of a cnn2d: ``predictions.h5`` with
+datasets ``mean``, ``std``, ``truth`` (n, P) float32 in physical units, ``sim_id`` and ``map_index``
+(n,) int64, and attributes ``param_names`` (P) and ``fields``; ``metrics.json`` with ``n_maps`` and,
+under ``params``, one entry per parameter (:func:`regression_metrics`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 import torch
+from torch import nn
 
 from astroflow.data.dataset import ShardDataset, unscale, unscale_sigma
 from astroflow.device import select_device
 from astroflow.engine.loader import eval_loader
 from astroflow.io import atomic_path, write_json
+from astroflow.tasks import get_task
 from astroflow.train import collect_outputs, load_model
 
 log = logging.getLogger(__name__)
@@ -38,16 +41,46 @@ def predict(
     threads: int | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Predict every map of ``shard_paths`` (no augmentation) and write predictions and metrics.
+    """Predict every item of ``shard_paths`` with a trained model; write predictions and metrics.
 
-    The network's scaled outputs are mapped back to physical units with the LH ranges; the
-    truth is the shards' ``params_raw``. Returns the metrics dictionary written to
-    ``out_metrics``.
+    The model file says which family it is (``model``), and the family's task writes the
+    products: :func:`predict_maps` for cnn2d, :func:`astroflow.cubes.predict.predict_profiles`
+    for cnn3d. Returns the metrics dictionary written to ``out_metrics``.
     """
     if threads is not None:
         torch.set_num_threads(threads)
     device = select_device(device)
     model, meta = load_model(model_path, device)
+    return get_task(meta["model"]).product_writer("predictions")(
+        model,
+        meta,
+        model_path,
+        shard_paths,
+        out_h5,
+        out_metrics,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+    )
+
+
+def predict_maps(
+    model: nn.Module,
+    meta: Mapping[str, Any],
+    model_path: str | os.PathLike[str],
+    shard_paths: Sequence[str | os.PathLike[str]],
+    out_h5: str | os.PathLike[str],
+    out_metrics: str | os.PathLike[str],
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Posterior mean and std of every map (no augmentation), and their metrics.
+
+    The network's scaled outputs are mapped back to physical units with the LH ranges; the
+    truth is the shards' ``params_raw``.
+    """
     dataset = open_for_model(shard_paths, meta, model_path)
     loader = eval_loader(dataset, batch_size, device, num_workers)
     mean_scaled, std_scaled = collect_outputs(model, loader, device)
@@ -113,7 +146,7 @@ def regression_metrics(
 
 def open_for_model(
     shard_paths: Sequence[str | os.PathLike[str]],
-    meta: dict[str, Any],
+    meta: Mapping[str, Any],
     model_path: str | os.PathLike[str],
 ) -> ShardDataset:
     """The model's fields and parameters from ``shard_paths``, checked against the model.

@@ -18,7 +18,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Colormap, ListedColormap
+from matplotlib.colors import Colormap, ListedColormap, LogNorm
 from matplotlib.figure import Figure
 
 from astroflow.io import atomic_path
@@ -49,6 +49,20 @@ PARAM_LABELS: dict[str, str] = {
 }
 """Mathtext labels; all six CMD parameters are dimensionless, hence no units."""
 
+CORE_PARAM_LABELS: dict[str, str] = {
+    "central_density": r"$n_{\rm c}$ (cm$^{-3}$)",
+    "flat_radius": r"$R_{\rm flat}$ (pc)",
+    "eta": r"$\eta$",
+    "log_density_sigma": r"$\sigma_{\ln n}$",
+    "systemic_velocity": r"$v_{\rm sys}$ (km/s)",
+    "infall_speed": r"$v_{\rm in}$ (km/s)",
+    "rotation_rate": r"$\Omega$ (km/s/pc)",
+}
+"""Labels with units of the synthetic cores' generating parameters (t-SNE colours)."""
+
+LOG_COLOURED = frozenset({"central_density", "flat_radius"})
+"""Parameters drawn uniformly in log (:data:`astroflow.cubes.config.LOG_SAMPLED`), coloured so."""
+
 TRAIN_LOG_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "lr", "samples_per_s", "elapsed_s")
 
 
@@ -60,7 +74,7 @@ def field_cmap(field: str) -> str:
 
 
 def param_label(name: str) -> str:
-    return PARAM_LABELS.get(name, name)
+    return PARAM_LABELS.get(name) or CORE_PARAM_LABELS.get(name, name)
 
 
 def plot_example_maps(
@@ -125,16 +139,20 @@ def plot_example_maps(
                 ax.set_ylabel(field)
         fig.colorbar(image, ax=axes[i, :].tolist(), label=f"log10 {field} (standardized)")
     fig.suptitle(f"Example maps from {shard_h5.name}")
-    _save(fig, out_png)
+    save_png(fig, out_png)
     return fig
 
 
 def plot_training_curves(
-    train_log_csv: str | os.PathLike[str], out_png: str | os.PathLike[str]
+    train_log_csv: str | os.PathLike[str],
+    out_png: str | os.PathLike[str],
+    *,
+    loss_label: str = "moment loss",
 ) -> Figure:
     """Three panels against epoch: train/val loss (best val epoch marked), learning rate, speed.
 
     The moment loss is a sum of logarithms and can be negative, so its axis stays linear.
+    ``loss_label`` names the model's loss (cnn3d: "profile loss").
     """
     log = _read_train_log(train_log_csv)
     # One row per epoch is the normal log; finer logging (several rows per epoch) uses steps.
@@ -150,7 +168,7 @@ def plot_training_curves(
         best = val.loc[val["val_loss"].idxmin()]
         ax_loss.axvline(best[x], color="0.5", ls=":", label=f"best (epoch {best['epoch']:g})")
     ax_loss.set_xlabel(x_label)
-    ax_loss.set_ylabel("moment loss (dimensionless)")
+    ax_loss.set_ylabel(f"{loss_label} (dimensionless)")
     ax_loss.set_title("Loss")
     ax_loss.legend()
 
@@ -169,7 +187,7 @@ def plot_training_curves(
     ax_speed.set_title(f"Throughput (total {total_min:.1f} min)")
 
     fig.suptitle(f"Training log: {Path(train_log_csv).parent.name or Path(train_log_csv).name}")
-    _save(fig, out_png)
+    save_png(fig, out_png)
     return fig
 
 
@@ -243,7 +261,7 @@ def plot_predictions(
     for ax in axes[n_params:]:
         ax.remove()
     fig.suptitle(f"Predictions on {n} maps (error bars: predicted 1$\\sigma$)")
-    _save(fig, out_png)
+    save_png(fig, out_png)
     return fig
 
 
@@ -251,14 +269,17 @@ def plot_tsne(
     tsne_parquet: str | os.PathLike[str],
     clusters_json: str | os.PathLike[str],
     out_png: str | os.PathLike[str],
+    colour_by: Sequence[str] = ("Omega_m", "sigma_8"),
 ) -> Figure:
-    """Three views of the same t-SNE map coloured by Omega_m, sigma_8 and KMeans cluster.
+    """Views of the same t-SNE map coloured by each parameter of ``colour_by`` and by cluster.
 
     Rows of the parquet table and ``labels`` in the clusters JSON are both in embedding order,
-    which is checked: a mismatch means the two files come from different runs.
+    which is checked: a mismatch means the two files come from different runs. Parameters
+    sampled in log (:data:`LOG_COLOURED`) are coloured in log.
     """
     table = pd.read_parquet(tsne_parquet)
-    missing = [c for c in ("tsne_x", "tsne_y", "Omega_m", "sigma_8") if c not in table.columns]
+    wanted = ("tsne_x", "tsne_y", *colour_by)
+    missing = [c for c in wanted if c not in table.columns]
     if missing:
         raise KeyError(f"{tsne_parquet}: missing columns {missing} (found {list(table.columns)})")
     clusters = json.loads(Path(clusters_json).read_text())
@@ -272,14 +293,18 @@ def plot_tsne(
 
     x, y = table["tsne_x"].to_numpy(), table["tsne_y"].to_numpy()
     point_size = float(np.clip(3000.0 / len(table), 1.0, 20.0))
-    fig = Figure(figsize=(15, 4.8), dpi=DPI, layout="constrained")
-    axes = fig.subplots(1, 3, sharex=True, sharey=True)
-    for ax, name, cmap in zip(axes[:2], ("Omega_m", "sigma_8"), ("viridis", "plasma"), strict=True):
-        points = ax.scatter(x, y, c=table[name].to_numpy(), s=point_size, cmap=cmap, lw=0)
+    n_panels = len(colour_by) + 1
+    fig = Figure(figsize=(5 * n_panels, 4.8), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, n_panels, sharex=True, sharey=True, squeeze=False)[0]
+    cmaps = ("viridis", "plasma", "cividis", "magma")
+    for k, (ax, name) in enumerate(zip(axes[:-1], colour_by, strict=True)):
+        values = table[name].to_numpy()
+        norm = LogNorm() if name in LOG_COLOURED else None
+        points = ax.scatter(x, y, c=values, s=point_size, cmap=cmaps[k % 4], norm=norm, lw=0)
         fig.colorbar(points, ax=ax, label=param_label(name))
         ax.set_title(f"coloured by {param_label(name)}")
     n_clusters = int(labels.max()) + 1
-    points = axes[2].scatter(
+    points = axes[-1].scatter(
         x,
         y,
         c=labels,
@@ -289,16 +314,16 @@ def plot_tsne(
         vmax=n_clusters - 0.5,
         lw=0,
     )
-    bar = fig.colorbar(points, ax=axes[2], label="KMeans cluster")
+    bar = fig.colorbar(points, ax=axes[-1], label="KMeans cluster")
     bar.set_ticks(range(n_clusters))
     title = "coloured by cluster"
     if "silhouette" in clusters:
         title += f" (silhouette {clusters['silhouette']:.2f})"
-    axes[2].set_title(title)
+    axes[-1].set_title(title)
     for ax in axes:
         ax.set_xlabel("t-SNE 1 (arbitrary units)")
     axes[0].set_ylabel("t-SNE 2 (arbitrary units)")
-    _save(fig, out_png)
+    save_png(fig, out_png)
     return fig
 
 
@@ -333,7 +358,8 @@ def _r2(truth: np.ndarray, predicted: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
 
 
-def _save(fig: Figure, out_png: str | os.PathLike[str]) -> None:
+def save_png(fig: Figure, out_png: str | os.PathLike[str]) -> None:
+    """Render ``fig`` to ``out_png`` atomically at :data:`DPI`."""
     FigureCanvasAgg(fig)
     # The temporary name has no .png suffix, so the format is given explicitly.
     with atomic_path(out_png) as tmp:

@@ -40,8 +40,20 @@ PACKAGES: tuple[str, ...] = (
 )
 """Distributions whose versions the page records (by distribution name, as pip knows them)."""
 
-METRIC_COLUMNS = ("rmse", "r2", "mean_relative_error", "mean_sigma", "frac_within_1sigma")
-"""Preferred column order of the per-parameter metrics table; other keys follow."""
+METRIC_COLUMNS = (
+    "rmse",
+    "r2",
+    "mean_relative_error",
+    "mean_sigma",
+    "frac_within_1sigma",
+    "density_rmse_dex",
+    "density_r2",
+    "velocity_rmse_kms",
+    "velocity_r2",
+    "velocity_mae_kms",
+)
+"""Preferred column order of the metrics tables (cnn2d: per parameter; cnn3d: network,
+baseline and their ratio); other keys follow."""
 
 CLUSTER_COLUMNS = (
     "n_samples",
@@ -119,7 +131,8 @@ def render_summary(
         if extras:
             items = ", ".join(f"{_esc(k)} = {_fmt(v)}" for k, v in extras.items())
             parts.append(f"<p>{items}</p>")
-        parts.append(_table("parameter", rows, _columns(rows.values(), METRIC_COLUMNS)))
+        first = "profiles from" if "baseline" in rows else "parameter"
+        parts.append(_table(first, rows, _columns(rows.values(), METRIC_COLUMNS)))
 
     parts.append("<h2>Embedding clusters</h2>")
     if clusters:

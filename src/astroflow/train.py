@@ -1,5 +1,7 @@
 """Train a network on shards: one loop, read top to bottom in :func:`train_experiment`.
 
+What differs between model families (datasets, network arguments, loss, normalization) comes
+from the experiment's :class:`~astroflow.tasks.base.Task` (cnn2d: maps, cnn3d: cubes).
 Everything around the loop is a small named helper from :mod:`astroflow.engine`: the epoch
 plan and loaders, the process group (one process, or one per GPU under torchrun), resume and
 checkpoints, stop signals, and the monitor (progress, TensorBoard, CSV); device and precision
@@ -24,9 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from astroflow.data.dataset import ShardDataset
 from astroflow.device import (
     autocast,
     autocast_dtype,
@@ -47,15 +48,14 @@ from astroflow.engine.rng import derive_seed, seed_everything
 from astroflow.engine.sampler import EpochPlan, PlanSampler
 from astroflow.io import atomic_path
 from astroflow.models import build_model
-from astroflow.models.cnn2d import moment_loss
+from astroflow.tasks import get_task
+from astroflow.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT_VERSION = 1
 REQUIRED_SETTINGS = (
     "model",
-    "fields",
-    "params",
     "epochs",
     "batch_size",
     "lr",
@@ -82,12 +82,13 @@ def train_experiment(
 ) -> dict[str, float]:
     """Train the experiment described by ``settings`` and write its model and logs.
 
-    ``settings`` is one experiment of the workflow config: ``model``, ``fields``, ``params``,
-    ``epochs``, ``batch_size`` (maps per optimizer step, over all ranks), ``lr`` (peak of the
-    one-cycle schedule), ``weight_decay``, ``hidden``, ``dropout``, ``seed``; other keys are
-    stored in the model file untouched. ``options`` says how to run (checkpoints, precision,
-    threads, loader workers; see :class:`~astroflow.engine.options.RunOptions`). Under
-    torchrun every rank calls this function; otherwise it is a world of one.
+    ``settings`` is one experiment of the workflow config: ``model``, ``epochs``,
+    ``batch_size`` (items per optimizer step, over all ranks), ``lr`` (peak of the one-cycle
+    schedule), ``weight_decay``, ``hidden``, ``dropout``, ``seed``, and what the model's task
+    needs besides (cnn2d: ``fields``, ``params``; cnn3d: ``params``); other keys are stored in
+    the model file untouched. ``options`` says how to run (checkpoints, precision, threads,
+    loader workers; see :class:`~astroflow.engine.options.RunOptions`). Under torchrun every
+    rank calls this function; otherwise it is a world of one.
 
     With a checkpoint directory, a run resumes from its newest checkpoint, saves every epoch
     (and at the intervals of the options), and on SIGTERM/SIGUSR1 saves at the next step and
@@ -97,60 +98,57 @@ def train_experiment(
     last epoch), elapsed_s (training time over all attempts), checkpoint_s (time spent writing
     checkpoints in this attempt), world_size.
     """
-    cfg = check_settings(settings)
+    task = get_task(settings["model"]) if "model" in settings else None
+    cfg = check_settings(settings, task)  # names a missing 'model' first
     options = options or RunOptions()
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     with distributed.session(options.device) as world:
         device = world.device
         seed_everything(cfg["seed"])
-        train_set = ShardDataset(train_paths, cfg["fields"], cfg["params"])
-        val_set = ShardDataset(val_paths, cfg["fields"], cfg["params"])
+        train_set, val_set = task.datasets(cfg, train_paths, val_paths)
         plan = EpochPlan(len(train_set), cfg["batch_size"], cfg["seed"], world.size)
         sampler = PlanSampler(plan, world.rank)
         workers = options.num_workers
         if workers is None:
             workers = auto_workers(options.threads, device)
         for dataset in (train_set, val_set):
-            dataset.preload()  # before workers fork, so that they share the maps
+            dataset.preload()  # before workers fork, so that they share the data
         train_batches = train_loader(train_set, sampler, device, workers)
         val_batches = eval_loader(
             Subset(val_set, world.shard(len(val_set))), plan.rank_batch_size, device, workers
         )
 
-        arch = {
-            "in_channels": len(cfg["fields"]),
-            "n_params": len(cfg["params"]),
-            "map_size": train_set.map_size,
-            "hidden": cfg["hidden"],
-            "dropout": cfg["dropout"],
-        }
+        arch = task.arch(cfg, train_set)
         state, net = build_training(cfg, arch, plan, world, options)
         run_id = fingerprint(cfg, n_train_maps=len(train_set))
+        image_inputs, image_targets = task.monitor_names(cfg)
         monitor = Monitor(
             out_log,
             tensorboard_dir,
             epochs=cfg["epochs"],
             steps_per_epoch=plan.steps_per_epoch,
             global_batch=plan.batch_size,
-            fields=cfg["fields"],
-            params=cfg["params"],
+            fields=image_inputs,
+            params=image_targets,
             options=options,
             enabled=world.is_main,
         )
         checkpoints = Checkpointer(options, run_id, world, cfg["seed"], plan.steps_per_epoch)
         with checkpoints, monitor:
-            log_start(cfg, train_set, val_set, plan, world, options, workers, checkpoints)
+            log_start(cfg, task, train_set, val_set, plan, world, options, workers, checkpoints)
             checkpoints.resume(state)
             monitor.start(state)
             while state.epoch < cfg["epochs"]:
                 sampler.set_epoch(state.epoch, state.step - state.epoch * plan.steps_per_epoch)
                 monitor.begin_epoch(state)
-                train_one_epoch(state, net, train_batches, world, options, monitor, checkpoints)
+                train_one_epoch(
+                    state, net, task, train_batches, world, options, monitor, checkpoints
+                )
                 train_loss = float(state.epoch_loss) / plan.steps_per_epoch
                 samples_per_s = monitor.epoch_throughput(state)
                 world.sync_buffers(state.model)
-                val_loss, val_mean = validate(state.model, val_batches, val_set, world)
+                val_loss, val_outputs = validate(state.model, val_batches, val_set, world, task)
                 state.epoch += 1
                 state.epoch_loss.zero_()
                 if not math.isfinite(train_loss):
@@ -161,7 +159,11 @@ def train_experiment(
                     state.best_val_loss, state.best_epoch = val_loss, state.epoch
                     state.best_weights = cpu_state_dict(state.model)
                 monitor.end_epoch(
-                    state, train_loss, val_loss, samples_per_s, val_mean, val_set.targets
+                    state,
+                    train_loss,
+                    val_loss,
+                    samples_per_s,
+                    *task.monitor_columns(val_outputs, val_set),
                 )
                 checkpoints.end_epoch(state)
 
@@ -170,13 +172,8 @@ def train_experiment(
         meta = {
             "model": cfg["model"],
             "arch": arch,
-            "fields": list(cfg["fields"]),
-            "params": list(cfg["params"]),
             "settings": cfg,
-            "normalization": {
-                "mean": train_set.field_mean.tolist(),
-                "std": train_set.field_std.tolist(),
-            },
+            **task.model_meta(cfg, train_set),
             "best_epoch": state.best_epoch,
             "best_val_loss": state.best_val_loss,
             "run": {
@@ -207,6 +204,7 @@ def train_experiment(
 def train_one_epoch(
     state: TrainState,
     net: nn.Module,
+    task: Task,
     loader: DataLoader,
     world: World,
     options: RunOptions,
@@ -215,18 +213,18 @@ def train_one_epoch(
 ) -> None:
     """The remaining steps of the current epoch (their losses add up in ``state.epoch_loss``).
 
-    The loss is that of the global batch: predictions and targets of all ranks are gathered
-    first (the moment loss is built from batch means, so a mean of per-rank losses would be
-    another objective).
+    The loss is that of the global batch: outputs and targets of all ranks are gathered first
+    (the moment loss is built from batch means, so a mean of per-rank losses would be another
+    objective).
     """
     device = world.device
     net.train()
     for x, y, _ in loader:
         x, y = to_device(x, device), y.to(device, non_blocking=True)
         with autocast(device, options.precision):
-            mean, std = net(x)
-        mean, std, y = world.global_batch(mean, std, y)
-        loss = moment_loss(mean, std, y)
+            outputs = as_tuple(net(x))
+        *outputs, y = world.global_batch(*outputs, y)
+        loss = task.loss(tuple(outputs), y)
         state.optimizer.zero_grad(set_to_none=True)
         state.scaler.scale(loss).backward()
         state.scaler.step(state.optimizer)
@@ -277,8 +275,9 @@ def build_training(
 
 def log_start(
     cfg: Mapping[str, Any],
-    train_set: ShardDataset,
-    val_set: ShardDataset,
+    task: Task,
+    train_set: Dataset,
+    val_set: Dataset,
     plan: EpochPlan,
     world: World,
     options: RunOptions,
@@ -289,14 +288,14 @@ def log_start(
     device = world.device
     layout = "channels-last" if memory_format(device) is torch.channels_last else "contiguous"
     log.info(
-        "training %s on %d maps (%d validation), fields %s, params %s: %d epochs of %d steps, "
+        "training %s on %d %s (%d validation), %s: %d epochs of %d steps, "
         "global batch %d (%d per process); world size %d (%s), device %s, precision %s, "
         "%s layout, %d loader workers and %d threads per process%s; %s",
         cfg["model"],
         len(train_set),
+        task.items,
         len(val_set),
-        cfg["fields"],
-        cfg["params"],
+        task.describe(cfg, train_set),
         cfg["epochs"],
         plan.steps_per_epoch,
         plan.batch_size,
@@ -319,19 +318,23 @@ def precision_name(device: torch.device, precision: str) -> str:
 
 
 def validate(
-    model: nn.Module, loader: DataLoader, dataset: ShardDataset, world: World
-) -> tuple[float, np.ndarray]:
-    """Moment loss over the whole validation set at once, and the predicted means (n, P).
+    model: nn.Module, loader: DataLoader, dataset: Dataset, world: World, task: Task
+) -> tuple[float, tuple[np.ndarray, ...]]:
+    """The task's loss over the whole validation set at once, and the network's outputs.
 
-    The loss is a log of means over maps, so averaging it batch by batch would depend on the
-    batch size; predictions are collected first (each rank predicts its block of the set) and
-    the loss taken once.
+    The moment loss is a log of means over maps, so averaging it batch by batch would depend
+    on the batch size; outputs are collected first (each rank predicts its block of the set)
+    and the loss taken once.
     """
-    mean, std = collect_outputs(model, loader, world.device)
-    mean, std = world.gather_rows(mean), world.gather_rows(std)
+    outputs = tuple(world.gather_rows(o) for o in collect_outputs(model, loader, world.device))
     target = torch.from_numpy(dataset.targets)
-    loss = float(moment_loss(torch.from_numpy(mean), torch.from_numpy(std), target))
-    return loss, mean
+    loss = float(task.loss(tuple(torch.from_numpy(o) for o in outputs), target))
+    return loss, outputs
+
+
+def as_tuple(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Network outputs as a tuple, whether the network returns one tensor or several."""
+    return out if isinstance(out, tuple) else (out,)
 
 
 @torch.no_grad()
@@ -340,8 +343,9 @@ def collect_outputs(
 ) -> tuple[np.ndarray, ...]:
     """Run ``model.<method>`` in eval mode over ``loader`` (unshuffled); stack outputs float32.
 
-    Returns one array per output of the method (``forward``: mean (n, P), std (n, P);
-    ``features``: embeddings (n, D)), in dataset order. Computed in float32 whatever the
+    Returns one array per output of the method (``forward``: cnn2d mean (n, P) and std
+    (n, P), cnn3d profiles (n, 2 nb, ny, nx); ``features``: embeddings (n, D)), in dataset
+    order. Computed in float32 whatever the
     training precision: these outputs are products (predictions, embeddings, the validation
     loss that picks the saved epoch), and bf16 would round them to three significant digits.
     """
@@ -349,8 +353,7 @@ def collect_outputs(
     fn = getattr(model, method)
     chunks: list[list[np.ndarray]] = []
     for x, _, _ in loader:
-        out = fn(to_device(x, device))
-        out = out if isinstance(out, tuple) else (out,)
+        out = as_tuple(fn(to_device(x, device)))
         if not chunks:
             chunks = [[] for _ in out]
         for store, tensor in zip(chunks, out, strict=True):
@@ -358,12 +361,14 @@ def collect_outputs(
     return tuple(np.concatenate(store) for store in chunks)
 
 
-def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+def check_settings(settings: Mapping[str, Any], task: Task | None = None) -> dict[str, Any]:
     """Validated plain-data copy of the experiment settings (JSON types only).
 
     Plain data is what ``torch.load(weights_only=True)`` accepts back from the model file.
+    ``task`` adds the settings its model family needs and its own checks.
     """
-    missing = [key for key in REQUIRED_SETTINGS if key not in settings]
+    required = REQUIRED_SETTINGS + (task.required_settings if task else ())
+    missing = [key for key in required if key not in settings]
     if missing:
         raise KeyError(f"experiment settings lack {missing} (have {sorted(settings)})")
     cfg = json.loads(json.dumps(dict(settings)))
@@ -372,11 +377,8 @@ def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"experiment setting '{key}' must be a positive integer, got {cfg[key]!r}"
             )
-    for key in ("fields", "params"):
-        if isinstance(cfg[key], str) or not cfg[key]:
-            raise ValueError(
-                f"experiment setting '{key}' must be a non-empty list, got {cfg[key]!r}"
-            )
+    if task is not None:
+        task.check(cfg)
     return cfg
 
 

@@ -13,8 +13,25 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GPU_RULES = {"train", "infer", "embed"}
-CPU_RULES = {"synthesize_maps", "compute_stats", "format_shards", "tsne", "cluster"}
-LOCAL_RULES = {"plot_example_maps", "plot_training_curves", "plot_predictions", "plot_tsne"}
+CPU_RULES = {
+    "synthesize_maps",
+    "compute_stats",
+    "format_shards",
+    "synthesize_cubes",
+    "tsne",
+    "cluster",
+}
+LOCAL_RULES = {
+    "plot_example_maps",
+    "plot_training_curves",
+    "plot_predictions",
+    "plot_tsne",
+    "write_cube_examples",
+    "plot_channel_maps",
+    "plot_moment_maps",
+    "plot_profiles",
+    "plot_residual_maps",
+}
 
 pytestmark = pytest.mark.cluster
 
@@ -85,7 +102,7 @@ def test_gpu_rules_land_on_gpu_nodes_and_data_rules_do_not(slurm_run):
             assert row["Partition"] == "gpu" and "gres/gpu=1" in row["AllocTRES"], row
         else:
             assert row["Partition"] == "cpu" and "gres/gpu" not in row["AllocTRES"], row
-    for experiment in ("cnn2d_mgas", "cnn2d_multifield"):
+    for experiment in ("cnn2d_mgas", "cnn2d_multifield", "cnn3d_cores"):
         for step in ("train", "infer", "embed"):
             context = job_context_line(workdir / "logs" / experiment / f"{step}.log")
             assert "SLURM_JOB_PARTITION=gpu" in context and "CUDA_VISIBLE_DEVICES=" in context

@@ -1,10 +1,10 @@
-# Penultimate-layer embeddings of the test maps, their t-SNE map and clustering.
+# Embeddings of the test maps or cubes, their t-SNE map and clustering.
 
 
 rule embed:
     input:
         model="results/{experiment}/model.pt",
-        shards=shard_files("test"),
+        shards=experiment_shards("test"),
     output:
         "results/{experiment}/embeddings.h5",
     log:
@@ -15,7 +15,7 @@ rule embed:
         "../../envs/torch.yaml"
     threads: experiment_threads
     resources:
-        gpu=experiment_gpus,
+        gpu=inference_gpus,
         mem_mb=experiment_mem_mb,
         runtime=experiment_runtime,
     script:
@@ -56,6 +56,7 @@ rule cluster:
         n_clusters=config["analysis"]["n_clusters"],
         silhouette_sample=config["analysis"]["silhouette_sample"],
         knn_neighbors=config["analysis"]["knn_neighbors"],
+        knn_param=knn_param,
         seed=config["seed"],
     script:
         "../scripts/cluster.py"

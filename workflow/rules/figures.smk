@@ -3,8 +3,12 @@
 
 localrules:
     plot_example_maps,
+    plot_channel_maps,
+    plot_moment_maps,
     plot_training_curves,
     plot_predictions,
+    plot_profiles,
+    plot_residual_maps,
     plot_tsne,
     summary,
 
@@ -29,6 +33,42 @@ rule plot_example_maps:
         "../scripts/plot_example_maps.py"
 
 
+rule plot_channel_maps:
+    input:
+        f"{CUBE_DIR}/test/000.h5",
+    output:
+        report(
+            "results/{cubeset}/figures/channel_maps.png",
+            caption="../report/channel_maps.rst",
+            category="Data",
+            labels={"dataset": "{cubeset}", "figure": "channel maps"},
+        ),
+    log:
+        "logs/cubes/{cubeset}/plot_channel_maps.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_channel_maps.py"
+
+
+rule plot_moment_maps:
+    input:
+        f"{CUBE_DIR}/test/000.h5",
+    output:
+        report(
+            "results/{cubeset}/figures/moment_maps.png",
+            caption="../report/moment_maps.rst",
+            category="Data",
+            labels={"dataset": "{cubeset}", "figure": "moment maps"},
+        ),
+    log:
+        "logs/cubes/{cubeset}/plot_moment_maps.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_moment_maps.py"
+
+
 rule plot_training_curves:
     input:
         "results/{experiment}/train_log.csv",
@@ -44,6 +84,8 @@ rule plot_training_curves:
         "logs/{experiment}/plot_training_curves.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        loss_label=loss_label,
     script:
         "../scripts/plot_training_curves.py"
 
@@ -67,6 +109,47 @@ rule plot_predictions:
         "../scripts/plot_predictions.py"
 
 
+rule plot_profiles:
+    input:
+        "results/{experiment}/predictions.h5",
+    output:
+        report(
+            "results/{experiment}/figures/profiles.png",
+            caption="../report/profiles.rst",
+            category="Inference",
+            subcategory="{experiment}",
+            labels={
+                "experiment": "{experiment}",
+                "figure": "true vs predicted profiles",
+            },
+        ),
+    log:
+        "logs/{experiment}/plot_profiles.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_profiles.py"
+
+
+rule plot_residual_maps:
+    input:
+        "results/{experiment}/predictions.h5",
+    output:
+        report(
+            "results/{experiment}/figures/residual_maps.png",
+            caption="../report/residual_maps.rst",
+            category="Inference",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "figure": "residual maps"},
+        ),
+    log:
+        "logs/{experiment}/plot_residual_maps.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_residual_maps.py"
+
+
 rule plot_tsne:
     input:
         tsne="results/{experiment}/tsne.parquet",
@@ -83,6 +166,8 @@ rule plot_tsne:
         "logs/{experiment}/plot_tsne.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        colour_by=tsne_colours,
     script:
         "../scripts/plot_tsne.py"
 

@@ -6,8 +6,8 @@
 
 rule train:
     input:
-        train=shard_files("train"),
-        val=shard_files("val"),
+        train=experiment_shards("train"),
+        val=experiment_shards("val"),
     output:
         model="results/{experiment}/model.pt",
         log_csv="results/{experiment}/train_log.csv",

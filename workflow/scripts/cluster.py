@@ -14,4 +14,5 @@ with log_to_file(snakemake.log[0]):
         knn_neighbors=p.knn_neighbors,
         seed=p.seed,
         n_jobs=snakemake.threads,
+        knn_param=p.knn_param,
     )
