@@ -213,5 +213,11 @@ def test_knn_scores_the_requested_parameter(tmp_path):
     by_om = run_cluster(path, tmp_path / "om.json", n_clusters=3)
     assert by_s8["knn_r2_sigma_8"] > 0.9 and "knn_r2_omega_m" not in by_s8
     assert by_om["knn_r2_omega_m"] < 0.2
+    # Every parameter is scored, whichever one heads the file: only sigma_8 is encoded.
+    assert by_om["knn_r2_by_param"] == by_s8["knn_r2_by_param"]
+    scores = by_om["knn_r2_by_param"]
+    assert list(scores) == list(PARAM_NAMES)
+    assert scores["sigma_8"] == by_s8["knn_r2_sigma_8"]
+    assert all(r2 < 0.2 for name, r2 in scores.items() if name != "sigma_8"), scores
     with pytest.raises(KeyError, match="'central_density' not in param_names"):
         run_cluster(path, tmp_path / "x.json", knn_param="central_density")

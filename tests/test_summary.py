@@ -46,6 +46,7 @@ def write_inputs(tmp_path: Path, experiment: str = "cnn2d_mgas"):
         "knn_r2_omega_m": 0.8765,
         "inertia": 1234.5678,
         "cluster_sizes": [150, 149, 151, 150],
+        "knn_r2_by_param": {"Omega_m": 0.8765, "sigma_8": -0.25},
         "labels": [7777777] * 600,
     }
     m_path = tmp_path / "metrics.json"
@@ -101,7 +102,11 @@ def test_metrics_cluster_scores_and_config_on_page(tmp_path):
     assert write_summary(CONFIG, metrics, clusters, out) == out
     page = out.read_text()
     reader = parse(page)
-    rows = {row[0]: row[1:] for row in reader.rows}
+    # The per-parameter KNN table repeats parameter names as row labels: keep it apart.
+    knn_start = reader.rows.index(["knn R2 of", "cnn2d_mgas"])
+    knn_rows = reader.rows[knn_start : knn_start + 3]
+    other_rows = reader.rows[:knn_start] + reader.rows[knn_start + 3 :]
+    rows = {row[0]: row[1:] for row in other_rows}
 
     # Metrics table: one row per parameter, preferred column order, 4 significant digits.
     assert rows["parameter"] == [
@@ -121,6 +126,9 @@ def test_metrics_cluster_scores_and_config_on_page(tmp_path):
     assert scores["knn_r2_omega_m"] == "0.8765"
     assert scores["cluster_sizes"] == "150, 149, 151, 150"
     assert "labels" not in header and "7777777" not in page
+    # Per-parameter KNN scores: a table of their own, one row per parameter.
+    assert "knn_r2_by_param" not in header
+    assert knn_rows[1:] == [["Omega_m", "0.8765"], ["sigma_8", "-0.25"]]
     # The config round-trips through the <pre> block.
     assert yaml.safe_load("".join(reader.pre)) == CONFIG
     # Environment rows.

@@ -180,6 +180,8 @@ def cluster(
     e.g. ``knn_r2_omega_m``) says how smoothly the embedding encodes that parameter (see
     :func:`knn_r2`). ``labels`` follow the input row order. PCA is fitted on all rows: it never
     sees the parameter, so the cross-validated score stays honest.
+    ``knn_r2_by_param`` gives the same score for every parameter of the file: which ones the
+    embedding encodes, and which it ignores (a negative score: worse than the mean).
     ``n_jobs`` caps the threads used (pass the job's core count; see :func:`limit_threads`).
     """
     data = load_embeddings(embeddings_h5)
@@ -189,14 +191,18 @@ def cluster(
     if knn_param not in data.param_names:
         raise KeyError(f"{embeddings_h5}: {knn_param!r} not in param_names {data.param_names}")
 
-    target = data.params_raw[:, data.param_names.index(knn_param)].astype(np.float64)
     sample_size = min(n, silhouette_sample)
     with limit_threads(n_jobs):
         feats, pca = pca_features(data.embeddings, pca_components, seed)
         kmeans = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=seed)
         labels = kmeans.fit_predict(feats).astype(np.int64)
         silhouette = silhouette_score(feats, labels, sample_size=sample_size, random_state=seed)
-        knn_score = knn_r2(feats, target, data.sim_id, knn_neighbors)
+        by_param = {
+            name: knn_r2(
+                feats, data.params_raw[:, j].astype(np.float64), data.sim_id, knn_neighbors
+            )
+            for j, name in enumerate(data.param_names)
+        }
 
     result = {
         "n_samples": n,
@@ -207,7 +213,8 @@ def cluster(
         "silhouette_sample_size": sample_size,
         "inertia": float(kmeans.inertia_),
         "cluster_sizes": np.bincount(labels, minlength=n_clusters).tolist(),
-        f"knn_r2_{knn_param.lower()}": knn_score,
+        f"knn_r2_{knn_param.lower()}": by_param[knn_param],
+        "knn_r2_by_param": by_param,
         "knn_neighbors": knn_neighbors,
         "seed": seed,
         "labels": labels.tolist(),

@@ -137,10 +137,11 @@ def render_summary(
     parts.append("<h2>Embedding clusters</h2>")
     if clusters:
         shown = {
-            name: {k: v for k, v in scores.items() if k != "labels"}
+            name: {k: v for k, v in scores.items() if k not in {"labels", "knn_r2_by_param"}}
             for name, scores in clusters.items()
         }
         parts.append(_table("experiment", shown, _columns(shown.values(), CLUSTER_COLUMNS)))
+        parts.append(_knn_table(clusters))
     else:
         parts.append('<p class="note">No cluster results.</p>')
 
@@ -202,6 +203,22 @@ def _split_metrics(values: Mapping[str, Any]) -> tuple[dict[str, Mapping], dict[
         else:
             extras[key] = value
     return rows, extras
+
+
+def _knn_table(clusters: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per parameter, one column per experiment: what each embedding encodes."""
+    by_param: dict[str, dict[str, Any]] = {}
+    for experiment, scores in clusters.items():
+        for param, r2 in scores.get("knn_r2_by_param", {}).items():
+            by_param.setdefault(param, {})[experiment] = r2
+    if not by_param:
+        return ""
+    note = (
+        '<p class="note">Out-of-fold R<sup>2</sup> of a KNN regression of each parameter on '
+        "the embeddings, folds grouped by simulation (core): near 1, neighbouring embeddings "
+        "share the parameter; at or below 0, the embedding does not order items by it.</p>"
+    )
+    return note + _table("knn R2 of", by_param, list(clusters))
 
 
 def _columns(rows: Iterable[Mapping[str, Any]], preferred: Sequence[str]) -> list[str]:
