@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from astroflow.config import CORE_PARAM_NAMES, ConfigError, validate_config
+from astroflow.config import ConfigError, validate_config
 from astroflow.cubes.config import CoreConfig
-from astroflow.cubes.synthetic import PARAM_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -116,10 +115,6 @@ def test_model_decides_the_defaults_of_fields_and_params():
     assert config["experiments"]["cores"]["params"] == ["central_density", "infall_speed"]
     assert config["cubes"]["shards"] == {"train": 16, "val": 2, "test": 2}
     assert config["cubes"]["core"] == {}  # CoreConfig's own defaults apply
-
-
-def test_core_parameter_names_follow_the_synthesis():
-    assert CORE_PARAM_NAMES == PARAM_NAMES
 
 
 def test_cube_settings_map_onto_the_core_configuration():

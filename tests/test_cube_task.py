@@ -20,10 +20,10 @@ from astroflow.cluster import cluster
 from astroflow.cubes.baseline import profile_metrics
 from astroflow.cubes.dataset import CubeDataset
 from astroflow.cubes.fits import write_shard_examples
+from astroflow.cubes.params import PARAM_NAMES
 from astroflow.cubes.predict import predict_fits
 from astroflow.cubes.scaling import fit_scaling
 from astroflow.cubes.shards import read_cube_shard, write_cube_shard
-from astroflow.cubes.synthetic import PARAM_NAMES
 from astroflow.data.dataset import dihedral
 from astroflow.embed import embed
 from astroflow.infer import predict

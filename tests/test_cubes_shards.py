@@ -8,8 +8,8 @@ import pytest
 from cube_factory import tiny_config
 
 from astroflow.cubes import shards
+from astroflow.cubes.params import PARAM_NAMES
 from astroflow.cubes.shards import CubeShardError, read_cube_shard, write_cube_shard
-from astroflow.cubes.synthetic import PARAM_NAMES
 
 
 def test_same_seed_gives_the_same_bytes_and_other_keys_other_cores(tmp_path):

@@ -16,8 +16,8 @@ from scipy import integrate, optimize
 
 from astroflow.cubes.config import PC_CM, CoreConfig
 from astroflow.cubes.moments import moment_maps
+from astroflow.cubes.params import PARAM_NAMES
 from astroflow.cubes.synthetic import (
-    PARAM_NAMES,
     CoreSynthesizer,
     column_density,
     convolve_beam,

@@ -15,27 +15,10 @@ import jsonschema
 import yaml
 from jsonschema import validators
 
+from astroflow.cubes.params import PARAM_NAMES as CORE_PARAM_NAMES
 from astroflow.data.cmd import MAPS_PER_SIM, PARAM_NAMES
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-
-CORE_PARAM_NAMES: tuple[str, ...] = (
-    "central_density",
-    "flat_radius",
-    "eta",
-    "center_x",
-    "center_y",
-    "center_z",
-    "log_density_sigma",
-    "systemic_velocity",
-    "infall_speed",
-    "rotation_rate",
-    "axis_x",
-    "axis_y",
-    "axis_z",
-)
-"""Generating parameters of a synthetic core: :data:`astroflow.cubes.synthetic.PARAM_NAMES`,
-repeated here because that module imports numpy and scipy (a test keeps the two equal)."""
 
 MODEL_DEFAULTS: dict[str, dict[str, list[str]]] = {
     "cnn2d": {"fields": ["Mgas"], "params": ["Omega_m", "sigma_8"]},

@@ -28,8 +28,8 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from astroflow.cubes.config import CoreConfig
+from astroflow.cubes.params import PARAM_NAMES, PARAM_UNITS
 from astroflow.cubes.shards import read_cube_shard
-from astroflow.cubes.synthetic import PARAM_NAMES, PARAM_UNITS
 from astroflow.io import atomic_path
 
 DEFAULT_POINTING_DEG = (67.5, 25.0)

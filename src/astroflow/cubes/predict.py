@@ -28,9 +28,9 @@ from astroflow.cubes.baseline import flat_profile_baseline, profile_metrics
 from astroflow.cubes.config import CoreConfig
 from astroflow.cubes.dataset import CubeDataset
 from astroflow.cubes.fits import load_ppv_on_channels, write_profile_fits
+from astroflow.cubes.params import PARAM_NAMES, PARAM_UNITS
 from astroflow.cubes.scaling import CubeScaling, scale_cubes, unscale_profiles
 from astroflow.cubes.shards import read_cube_shard
-from astroflow.cubes.synthetic import PARAM_NAMES, PARAM_UNITS
 from astroflow.device import select_device
 from astroflow.engine.loader import eval_loader
 from astroflow.io import atomic_path, write_json

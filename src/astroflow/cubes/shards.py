@@ -29,9 +29,8 @@ import h5py
 import numpy as np
 
 from astroflow.cubes.config import CoreConfig
+from astroflow.cubes.params import PARAM_NAMES, PARAM_UNITS
 from astroflow.cubes.synthetic import (
-    PARAM_NAMES,
-    PARAM_UNITS,
     CoreSynthesizer,
     column_density,
     los_profiles,

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from astroflow.cubes.dataset import CubeDataset
+from astroflow.cubes.params import PARAM_NAMES
 from astroflow.cubes.scaling import fit_scaling
-from astroflow.cubes.synthetic import PARAM_NAMES
 from astroflow.models.cnn3d import profile_loss
 from astroflow.tasks.base import Paths, Task
 
