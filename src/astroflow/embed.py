@@ -4,7 +4,7 @@
 :func:`astroflow.cubes.predict.embed_cubes` in the same layout). Product of a cnn2d:
 ``embeddings.h5`` with datasets ``embeddings`` (n, D) float32, ``sim_id`` and ``map_index`` (n,)
 int64, ``params_raw`` (n, 6) float32 physical parameters, and attributes ``param_names`` (the 6
-names, column order of ``params_raw``) and ``fields``.
+names, column order of ``params_raw``) and ``fields``; cube embeddings add ``param_units``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 import torch
 from torch import nn
 
@@ -77,13 +78,40 @@ def embed_maps(
     dataset = open_for_model(shard_paths, meta, model_path)
     loader = eval_loader(dataset, batch_size, device, num_workers)
     (features,) = collect_outputs(model, loader, device, method="features")
+    write_embeddings(
+        out_h5,
+        features,
+        sim_id=dataset.sim_ids,
+        map_index=dataset.map_index,
+        params_raw=dataset.params_raw,
+        param_names=dataset.param_names,
+        fields=meta["fields"],
+        model_path=model_path,
+    )
+    log.info("embedded %d maps into %d dimensions", *features.shape)
 
+
+def write_embeddings(
+    out_h5: str | os.PathLike[str],
+    features: np.ndarray,
+    *,
+    sim_id: np.ndarray,
+    map_index: np.ndarray,
+    params_raw: np.ndarray,
+    param_names: Sequence[str],
+    fields: Sequence[str],
+    model_path: str | os.PathLike[str],
+    param_units: Sequence[str] | None = None,
+) -> None:
+    """Write ``embeddings.h5`` atomically in the layout of the module docstring, the one file
+    format that t-SNE and clustering read for every model family."""
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("embeddings", data=features)
-        h5.create_dataset("sim_id", data=dataset.sim_ids)
-        h5.create_dataset("map_index", data=dataset.map_index)
-        h5.create_dataset("params_raw", data=dataset.params_raw)
-        h5.attrs["param_names"] = list(dataset.param_names)
-        h5.attrs["fields"] = list(meta["fields"])
+        h5.create_dataset("sim_id", data=sim_id)
+        h5.create_dataset("map_index", data=map_index)
+        h5.create_dataset("params_raw", data=params_raw.astype(np.float32))
+        h5.attrs["param_names"] = list(param_names)
+        if param_units is not None:
+            h5.attrs["param_units"] = list(param_units)
+        h5.attrs["fields"] = list(fields)
         h5.attrs["model"] = Path(model_path).name
-    log.info("embedded %d maps into %d dimensions", *features.shape)

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from astroflow.cubes.config import CoreConfig
 from astroflow.cubes.scaling import CubeScaling, scale_cubes, scale_profiles
-from astroflow.cubes.shards import CubeShardError, read_cube_shard
+from astroflow.cubes.shards import CubeShard, CubeShardError, read_cube_shard
 from astroflow.data.dataset import Batch, dihedral
 
 
@@ -35,11 +35,21 @@ class CubeDataset(Dataset):
     :class:`~astroflow.cubes.config.CoreConfig`.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str]], scaling: CubeScaling) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        scaling: CubeScaling,
+        shards: Sequence[CubeShard] | None = None,
+    ) -> None:
+        """``shards``: the contents of ``paths`` when the caller has read them already (and
+        needs their unscaled arrays too), so that no file is read twice."""
         self.paths = [Path(p) for p in paths]
         if not self.paths:
             raise ValueError("CubeDataset needs at least one shard file")
-        shards = [read_cube_shard(path) for path in self.paths]
+        if shards is None:
+            shards = [read_cube_shard(path) for path in self.paths]
+        elif len(shards) != len(self.paths):
+            raise ValueError(f"{len(shards)} shards given for {len(self.paths)} paths")
         for path, shard in zip(self.paths[1:], shards[1:], strict=True):
             if shard.config != shards[0].config:
                 raise CubeShardError(

@@ -30,8 +30,9 @@ from astroflow.cubes.dataset import CubeDataset
 from astroflow.cubes.fits import load_ppv_on_channels, write_profile_fits
 from astroflow.cubes.params import PARAM_NAMES, PARAM_UNITS
 from astroflow.cubes.scaling import CubeScaling, scale_cubes, unscale_profiles
-from astroflow.cubes.shards import read_cube_shard
+from astroflow.cubes.shards import CubeShard, read_cube_shard
 from astroflow.device import select_device
+from astroflow.embed import write_embeddings
 from astroflow.engine.loader import eval_loader
 from astroflow.io import atomic_path, write_json
 from astroflow.train import collect_outputs, load_model
@@ -48,14 +49,17 @@ def open_for_model(
     shard_paths: Sequence[str | os.PathLike[str]],
     meta: Mapping[str, Any],
     model_path: str | os.PathLike[str],
+    shards: Sequence[CubeShard] | None = None,
 ) -> CubeDataset:
     """Cube shards scaled as the model was trained, checked against its channels and bins.
 
     Other channels or profile bins than the training ones are an error; another core
     configuration with the same channels (a robustness test on other cores) is only logged.
+    ``shards`` are the files' contents when the caller has read them already.
     """
     trained = CoreConfig.from_mapping(meta["core_config"])
-    dataset = CubeDataset(shard_paths, CubeScaling.from_mapping(meta["normalization"]))
+    scaling = CubeScaling.from_mapping(meta["normalization"])
+    dataset = CubeDataset(shard_paths, scaling, shards)
     found = dataset.config
     if not np.allclose(found.channels_kms, trained.channels_kms) or found.n_bins != trained.n_bins:
         raise ValueError(
@@ -86,11 +90,11 @@ def predict_profiles(
     device: torch.device,
 ) -> dict[str, Any]:
     """Profiles of every column of every cube, the baseline's, and the metrics of both."""
-    dataset = open_for_model(shard_paths, meta, model_path)
+    shards = [read_cube_shard(path) for path in shard_paths]  # unscaled: truth and baseline
+    dataset = open_for_model(shard_paths, meta, model_path, shards)
     loader = eval_loader(dataset, batch_size, device, num_workers)
     (scaled,) = collect_outputs(model, loader, device)
     density, velocity = unscale_profiles(scaled, dataset.scaling)
-    shards = [read_cube_shard(path) for path in dataset.paths]
     true_density = np.concatenate([s.density for s in shards])
     true_velocity = np.concatenate([s.velocity for s in shards])
     base_density, base_velocity = flat_profile_baseline(
@@ -158,15 +162,17 @@ def embed_cubes(
     dataset = open_for_model(shard_paths, meta, model_path)
     loader = eval_loader(dataset, batch_size, device, num_workers)
     (features,) = collect_outputs(model, loader, device, method="features")
-    with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
-        h5.create_dataset("embeddings", data=features)
-        h5.create_dataset("sim_id", data=dataset.core_ids)
-        h5.create_dataset("map_index", data=dataset.core_ids)
-        h5.create_dataset("params_raw", data=dataset.params.astype(np.float32))
-        h5.attrs["param_names"] = list(PARAM_NAMES)
-        h5.attrs["param_units"] = list(PARAM_UNITS)
-        h5.attrs["fields"] = list(meta["fields"])
-        h5.attrs["model"] = Path(model_path).name
+    write_embeddings(
+        out_h5,
+        features,
+        sim_id=dataset.core_ids,
+        map_index=dataset.core_ids,
+        params_raw=dataset.params,
+        param_names=PARAM_NAMES,
+        param_units=PARAM_UNITS,
+        fields=meta["fields"],
+        model_path=model_path,
+    )
     log.info("embedded %d cubes into %d dimensions", *features.shape)
 
 
