@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from shard_factory import write_shard  # noqa: E402
 
-from astroflow.data.dataset import Batch, ShardDataset, dihedral  # noqa: E402
 from astroflow.device import autocast, grad_scaler, prepare_model, to_device  # noqa: E402
 from astroflow.engine.loader import train_loader  # noqa: E402
 from astroflow.engine.sampler import EpochPlan, PlanSampler  # noqa: E402
+from astroflow.maps.dataset import Batch, ShardDataset, dihedral  # noqa: E402
 from astroflow.models.cnn2d import MomentCNN2d, moment_loss  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "loader_throughput.json"

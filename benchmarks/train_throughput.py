@@ -37,13 +37,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from shard_factory import write_shard  # noqa: E402
 
-from astroflow.data.dataset import ShardDataset  # noqa: E402
 from astroflow.device import autocast_dtype, memory_format  # noqa: E402
 from astroflow.engine.checkpoint import fingerprint  # noqa: E402
 from astroflow.engine.distributed import World  # noqa: E402
 from astroflow.engine.options import RunOptions  # noqa: E402
 from astroflow.engine.resume import Checkpointer  # noqa: E402
 from astroflow.engine.sampler import EpochPlan  # noqa: E402
+from astroflow.maps.dataset import ShardDataset  # noqa: E402
 from astroflow.models.cnn2d import MomentCNN2d, moment_loss  # noqa: E402
 from astroflow.train import build_training, train_experiment  # noqa: E402
 

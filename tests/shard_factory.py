@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from astroflow.data import cmd
+from astroflow.maps import cmd
 
 FIELD_MEAN = {"Mgas": 10.0, "HI": 5.0, "B": -8.0}
 FIELD_STD = {"Mgas": 0.5, "HI": 1.0, "B": 0.8}

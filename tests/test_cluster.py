@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from astroflow.cluster import cluster, effective_perplexity, limit_threads, load_embeddings, tsne
-from astroflow.data.cmd import LH_RANGES, PARAM_NAMES
+from astroflow.maps.cmd import LH_RANGES, PARAM_NAMES
 
 MAPS_PER_SIM = 5  # fewer than CMD's 15 keeps the tests fast; grouping logic is the same
 

@@ -24,9 +24,9 @@ from astroflow.cubes.params import PARAM_NAMES
 from astroflow.cubes.predict import predict_fits
 from astroflow.cubes.scaling import fit_scaling
 from astroflow.cubes.shards import read_cube_shard, write_cube_shard
-from astroflow.data.dataset import dihedral
 from astroflow.embed import embed
 from astroflow.infer import predict
+from astroflow.maps.dataset import dihedral
 from astroflow.train import load_model, train_experiment
 
 SETTINGS = {

@@ -11,8 +11,8 @@ import torch
 from shard_factory import write_shard, write_splits
 from torch.utils.data import DataLoader
 
-from astroflow.data import cmd
-from astroflow.data.dataset import (
+from astroflow.maps import cmd
+from astroflow.maps.dataset import (
     D4_ORDER,
     ShardDataset,
     ShardFormatError,

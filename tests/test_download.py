@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astroflow.data import download
-from astroflow.data.cmd import LH_RANGES, MAPS_PER_SIM, PARAM_NAMES, map_filename, params_filename
-from astroflow.data.download import (
+from astroflow.maps import download
+from astroflow.maps.cmd import LH_RANGES, MAPS_PER_SIM, PARAM_NAMES, map_filename, params_filename
+from astroflow.maps.download import (
     DownloadError,
     cmd_url,
     download_file,
@@ -308,7 +308,7 @@ def test_unknown_size_relies_on_validator(server, sleeps, tmp_path):
 
 
 def test_progress_logged_about_every_tenth(server, sleeps, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="astroflow.data.download")
+    caplog.set_level(logging.INFO, logger="astroflow.maps.download")
     _get(server, tmp_path / MAPS_NAME, chunk_size=256)
     progress = [r.getMessage() for r in caplog.records if "MB/s" in r.getMessage()]
     assert 9 <= len(progress) <= 11

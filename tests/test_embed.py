@@ -9,9 +9,9 @@ import pytest
 import torch
 from shard_factory import write_shard, write_splits
 
-from astroflow.data import cmd
-from astroflow.data.dataset import ShardFormatError
 from astroflow.embed import embed
+from astroflow.maps import cmd
+from astroflow.maps.dataset import ShardFormatError
 from astroflow.train import load_model, train_experiment
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

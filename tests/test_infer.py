@@ -10,9 +10,9 @@ import pytest
 import torch
 from shard_factory import write_shard, write_splits
 
-from astroflow.data import cmd
-from astroflow.data.dataset import ShardFormatError
 from astroflow.infer import predict, regression_metrics
+from astroflow.maps import cmd
+from astroflow.maps.dataset import ShardFormatError
 from astroflow.train import ModelFileError, load_model, train_experiment
 
 PARAMS = ["sigma_8", "A_SN1"]

@@ -12,10 +12,10 @@ import torch
 from shard_factory import write_splits
 from torch.utils.data import Subset
 
-from astroflow.data.dataset import Batch, ShardDataset
 from astroflow.engine.launch import _children, process_count
 from astroflow.engine.loader import auto_workers, eval_loader, train_loader
 from astroflow.engine.sampler import EpochPlan, PlanSampler
+from astroflow.maps.dataset import Batch, ShardDataset
 
 CPU = torch.device("cpu")
 

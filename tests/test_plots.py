@@ -15,7 +15,7 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.image import AxesImage
 
-from astroflow.data.cmd import PARAM_NAMES, scale_params
+from astroflow.maps.cmd import PARAM_NAMES, scale_params
 from astroflow.plots import (
     DPI,
     field_cmap,

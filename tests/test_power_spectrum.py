@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.special import j1
 
-from astroflow.data import cmd
-from astroflow.data import power_spectrum as ps
+from astroflow.maps import cmd
+from astroflow.maps import power_spectrum as ps
 
 BOX = 25.0
 N = 64

@@ -6,8 +6,8 @@ import pytest
 import torch
 from shard_factory import write_shard
 
-from astroflow.data.dataset import D4_ORDER, ShardDataset, dihedral
 from astroflow.engine.sampler import EpochPlan, PlanSampler
+from astroflow.maps.dataset import D4_ORDER, ShardDataset, dihedral
 
 
 def items(plan, rank=0, epoch=0, start=0):

@@ -11,15 +11,15 @@ import h5py
 import numpy as np
 import pytest
 
-from astroflow.data import cmd
-from astroflow.data.shards import (
+from astroflow.maps import cmd
+from astroflow.maps.shards import (
     DataFormatError,
     compute_train_stats,
     denormalize_maps,
     normalize_maps,
     write_shard,
 )
-from astroflow.data.splits import maps_of_sims, shard_map_indices, split_simulations
+from astroflow.maps.splits import maps_of_sims, shard_map_indices, split_simulations
 
 SUITE, SET = "IllustrisTNG", "LH"
 FIELDS = ("Mgas", "HI")

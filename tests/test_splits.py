@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from astroflow.data.cmd import MAPS_PER_SIM
-from astroflow.data.splits import (
+from astroflow.maps.cmd import MAPS_PER_SIM
+from astroflow.maps.splits import (
     maps_of_sims,
     shard_map_indices,
     shards_of_split,

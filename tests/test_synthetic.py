@@ -10,8 +10,8 @@ from sklearn.metrics import r2_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-from astroflow.data import cmd, synthetic
-from astroflow.data.power_spectrum import power_spectrum_2d
+from astroflow.maps import cmd, synthetic
+from astroflow.maps.power_spectrum import power_spectrum_2d
 
 BOX = 25.0
 THETA_FIDUCIAL = np.array([0.3, 0.8, 1.0, 1.0, 1.0, 1.0])

@@ -14,12 +14,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import astroflow.train as train_module
 from astroflow import device as device_module
-from astroflow.data.dataset import ShardDataset
 from astroflow.engine.distributed import World
 from astroflow.engine.loader import eval_loader
 from astroflow.engine.monitor import LOG_COLUMNS
 from astroflow.engine.options import RunOptions
 from astroflow.infer import predict
+from astroflow.maps.dataset import ShardDataset
 from astroflow.models.cnn2d import MomentCNN2d
 from astroflow.tasks import get_task
 from astroflow.train import (

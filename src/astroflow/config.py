@@ -16,7 +16,7 @@ import yaml
 from jsonschema import validators
 
 from astroflow.cubes.params import PARAM_NAMES as CORE_PARAM_NAMES
-from astroflow.data.cmd import MAPS_PER_SIM, PARAM_NAMES
+from astroflow.maps.cmd import MAPS_PER_SIM, PARAM_NAMES
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 

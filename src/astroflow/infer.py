@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from astroflow.data.dataset import ShardDataset, unscale, unscale_sigma
 from astroflow.device import select_device
 from astroflow.engine.loader import eval_loader
 from astroflow.io import atomic_path, write_json
+from astroflow.maps.dataset import ShardDataset, unscale, unscale_sigma
 from astroflow.tasks import get_task
 from astroflow.train import collect_outputs, load_model
 

@@ -4,8 +4,8 @@ import os
 import re
 
 from astroflow.config import ConfigError, SPLITS, validate_config
-from astroflow.data import cmd
-from astroflow.data.splits import shard_map_indices
+from astroflow.maps import cmd
+from astroflow.maps.splits import shard_map_indices
 from astroflow.engine.options import RUNTIME_KEYS
 from astroflow.tasks import DATASETS
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from astroflow.data.shards import compute_train_stats
+from astroflow.maps.shards import compute_train_stats
 from astroflow.runlog import log_to_file
 
 with log_to_file(snakemake.log[0]):

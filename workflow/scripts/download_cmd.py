@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from astroflow.data.cmd import MAPS_PER_SIM
-from astroflow.data.download import cmd_url, download_file, npy_validator, params_validator
+from astroflow.maps.cmd import MAPS_PER_SIM
+from astroflow.maps.download import cmd_url, download_file, npy_validator, params_validator
 from astroflow.runlog import log_to_file
 
 with log_to_file(snakemake.log[0]):

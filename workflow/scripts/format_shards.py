@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from astroflow.data.shards import write_shard
+from astroflow.maps.shards import write_shard
 from astroflow.runlog import log_to_file
 
 with log_to_file(snakemake.log[0]):

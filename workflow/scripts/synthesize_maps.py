@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from astroflow.data.synthetic import write_synthetic_cmd
+from astroflow.maps.synthetic import write_synthetic_cmd
 from astroflow.runlog import log_to_file
 
 with log_to_file(snakemake.log[0]):

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from astroflow.cubes.config import CoreConfig
 from astroflow.cubes.scaling import CubeScaling, scale_cubes, scale_profiles
 from astroflow.cubes.shards import CubeShard, CubeShardError, read_cube_shard
-from astroflow.data.dataset import Batch, dihedral
+from astroflow.maps.dataset import Batch, dihedral
 
 
 class CubeDataset(Dataset):

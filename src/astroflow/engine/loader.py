@@ -1,6 +1,6 @@
 """DataLoaders for training and evaluation, and how many worker processes they get.
 
-Shard files are opened lazily in each process (see :class:`astroflow.data.dataset.ShardDataset`),
+Shard files are opened lazily in each process (see :class:`astroflow.maps.dataset.ShardDataset`),
 so workers never share an HDF5 handle, and a batch is read in one go (``dataset[keys]``).
 Workers persist across epochs and ignore SIGTERM and SIGUSR1 (the main process decides when to
 stop). Pinned memory is used with CUDA so that the copies to the GPU are asynchronous.

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
-from astroflow.data.dataset import D4_ORDER
 from astroflow.engine.rng import derive_seed
+from astroflow.maps.dataset import D4_ORDER
 
 _PLAN_STREAM = 0x5A3F
 """Mixed into the plan's seed so it never coincides with the seed of another generator."""

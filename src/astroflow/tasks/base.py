@@ -20,7 +20,7 @@ class Task(abc.ABC):
     signals, DDP, the monitor) is shared.
 
     A training dataset answers ``dataset[list_of_keys]`` with a
-    :class:`~astroflow.data.dataset.Batch` (keys are indices or ``(index, d4_element)`` pairs
+    :class:`~astroflow.maps.dataset.Batch` (keys are indices or ``(index, d4_element)`` pairs
     planned by the :class:`~astroflow.engine.sampler.EpochPlan`), has ``len``, ``preload()``
     and ``targets`` (all scaled targets, in order), so validation scores the whole set at once.
     """

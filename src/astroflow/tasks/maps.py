@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from astroflow.data.dataset import ShardDataset
+from astroflow.maps.dataset import ShardDataset
 from astroflow.models.cnn2d import moment_loss
 from astroflow.tasks.base import Paths, Task
 
 
 class MapTask(Task):
-    """Map shards (:class:`~astroflow.data.dataset.ShardDataset`), the moment loss, and
+    """Map shards (:class:`~astroflow.maps.dataset.ShardDataset`), the moment loss, and
     predictions and embeddings per map (:mod:`astroflow.infer`, :mod:`astroflow.embed`)."""
 
     items = "maps"

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from astroflow.data.cmd import MAPS_PER_SIM
+from astroflow.maps.cmd import MAPS_PER_SIM
 
 _FRACTION_TOLERANCE = 1e-6
 

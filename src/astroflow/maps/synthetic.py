@@ -4,7 +4,7 @@ The real CMD data cannot be downloaded on every machine, so the default workflow
 maps whose statistics respond to the same six parameters in physically motivated ways:
 
 - Mgas: log-normal transform of a Gaussian random field with the spectrum of
-  :func:`~astroflow.data.power_spectrum.input_power_spectrum` (cosmology only: sigma_8 sets the
+  :func:`~astroflow.maps.power_spectrum.input_power_spectrum` (cosmology only: sigma_8 sets the
   amplitude, Omega_m the turnover), around the mean baryon column density of a CMD slab.
 - HI: the gas times a neutral fraction: photoionised (f proportional to density) at low density,
   self-shielded plateau at high density lowered by supernova winds (A_SN1), quenched in the
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 from scipy import fft
 
-from astroflow.data import cmd
-from astroflow.data.power_spectrum import (
+from astroflow.io import atomic_path
+from astroflow.maps import cmd
+from astroflow.maps.power_spectrum import (
     gaussian_random_field,
     grid_variance,
     input_power_spectrum,
 )
-from astroflow.io import atomic_path
 
 SYNTHETIC_FIELDS: tuple[str, ...] = ("Mgas", "HI", "B")
 

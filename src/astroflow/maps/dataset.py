@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from astroflow.data import cmd
+from astroflow.maps import cmd
 
 IN_MEMORY_BYTES = 1 << 30
 """Selected maps up to this size (per process) are read once per shard and kept in memory."""
@@ -340,7 +340,7 @@ def _strings(values) -> list[str]:
 def unscale(scaled: np.ndarray, params: Sequence[str]) -> np.ndarray:
     """Physical values of min-max scaled parameters (..., P) named ``params`` (LH ranges).
 
-    Unlike :func:`astroflow.data.cmd.unscale_params` this works on any subset of parameters, as
+    Unlike :func:`astroflow.maps.cmd.unscale_params` this works on any subset of parameters, as
     a network predicts only the ones it was trained for.
     """
     lo, width = _lo_width(params)

@@ -27,7 +27,7 @@ from typing import BinaryIO
 import numpy as np
 
 from astroflow import __version__
-from astroflow.data.cmd import PARAM_NAMES
+from astroflow.maps.cmd import PARAM_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from astroflow.data import cmd
-from astroflow.data.splits import maps_of_sims, shards_of_split, split_simulations
 from astroflow.io import atomic_path, write_json
+from astroflow.maps import cmd
+from astroflow.maps.splits import maps_of_sims, shards_of_split, split_simulations
 
 FORMAT_VERSION = 1
 """Version of the shard and stats.json layout; bumped when either changes incompatibly."""
@@ -165,8 +165,8 @@ def write_shard(
     """Write shard ``shard`` of ``split`` (layout in the module docstring and the spec).
 
     Fields, splits, seed and statistics come from ``stats_json``; the shard's map indices are
-    those of :func:`astroflow.data.splits.shards_of_split` over the split's simulations, so
-    they agree with :func:`astroflow.data.splits.shard_map_indices` for the same config.
+    those of :func:`astroflow.maps.splits.shards_of_split` over the split's simulations, so
+    they agree with :func:`astroflow.maps.splits.shard_map_indices` for the same config.
     Only the selected maps are read, in ascending contiguous runs. Raw files whose sizes
     differ from those recorded in stats.json are refused (the statistics would be stale).
     The file appears under ``out_path`` only once complete; on error nothing is left there.
