@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from shard_factory import write_shard  # noqa: E402
 
+from astroflow.batch import Batch  # noqa: E402
 from astroflow.device import autocast, grad_scaler, prepare_model, to_device  # noqa: E402
-from astroflow.engine.loader import train_loader  # noqa: E402
-from astroflow.engine.sampler import EpochPlan, PlanSampler  # noqa: E402
-from astroflow.maps.dataset import Batch, ShardDataset, dihedral  # noqa: E402
+from astroflow.engine.batches import EpochPlan, PlanSampler, train_loader  # noqa: E402
+from astroflow.maps.dataset import D4_ORDER, ShardDataset, dihedral  # noqa: E402
 from astroflow.models.cnn2d import MomentCNN2d, moment_loss  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "loader_throughput.json"
@@ -82,7 +82,7 @@ def write_shards(directory: Path, n_shards: int, sims: int, map_size: int) -> li
 
 def maps_per_second(dataset: Dataset, workers: int, epochs: int, batch: int) -> float:
     """Steady-state rate over ``epochs`` epochs (worker start-up and first batch excluded)."""
-    plan = EpochPlan(len(dataset), batch, seed=0)
+    plan = EpochPlan(len(dataset), batch, seed=0, n_transforms=D4_ORDER)
     sampler = PlanSampler(plan)
     loader = train_loader(dataset, sampler, torch.device("cpu"), workers)
     next(iter(loader))  # start the workers

@@ -38,14 +38,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 from shard_factory import write_shard  # noqa: E402
 
 from astroflow.device import autocast_dtype, memory_format  # noqa: E402
-from astroflow.engine.checkpoint import fingerprint  # noqa: E402
+from astroflow.engine.batches import EpochPlan  # noqa: E402
+from astroflow.engine.checkpoint import TrainState, fingerprint  # noqa: E402
 from astroflow.engine.distributed import World  # noqa: E402
+from astroflow.engine.loop import build_parts  # noqa: E402
 from astroflow.engine.options import RunOptions  # noqa: E402
 from astroflow.engine.resume import Checkpointer  # noqa: E402
-from astroflow.engine.sampler import EpochPlan  # noqa: E402
+from astroflow.families.cnn2d.training import Cnn2dTraining  # noqa: E402
 from astroflow.maps.dataset import ShardDataset  # noqa: E402
 from astroflow.models.cnn2d import MomentCNN2d, moment_loss  # noqa: E402
-from astroflow.train import build_training, train_experiment  # noqa: E402
+from astroflow.train import train_experiment  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "train_throughput.json"
 TARGET = 0.95
@@ -134,11 +136,11 @@ def checkpoint_seconds(paths: dict[str, list[Path]], directory: Path, saves: int
     plan = EpochPlan(2100, 32, seed=1)
     arch = {"in_channels": 1, "n_params": 2, "map_size": 64, "hidden": 16, "dropout": 0.2}
     options = RunOptions(checkpoint_dir=directory)
-    state, _ = build_training({**SETTINGS, "epochs": 20}, arch, plan, world, options)
-    state.optimizer.zero_grad()
-    moment_loss(*state.model(torch.randn(4, 1, 64, 64)), torch.rand(4, 2)).backward()
-    state.optimizer.step()  # AdamW state exists, as in a real checkpoint
-    state.best_weights = {k: v.clone() for k, v in state.model.state_dict().items()}
+    parts = build_parts(Cnn2dTraining(), {**SETTINGS, "epochs": 20}, arch, plan, world, options)
+    state = TrainState(parts, epoch_loss=torch.zeros((), dtype=torch.float64))
+    model = parts.networks["model"]
+    parts.update("model", moment_loss(*model(torch.randn(4, 1, 64, 64)), torch.rand(4, 2)))
+    state.best_weights = {k: v.clone() for k, v in model.state_dict().items()}
     checkpoints = Checkpointer(options, fingerprint(SETTINGS), world, 1, plan.steps_per_epoch)
     for step in range(saves):
         state.step = step + 1
@@ -148,7 +150,7 @@ def checkpoint_seconds(paths: dict[str, list[Path]], directory: Path, saves: int
         "seconds_median": statistics.median(checkpoints.save_seconds),
         "seconds_max": max(checkpoints.save_seconds),
         "bytes": size,
-        "parameters": sum(p.numel() for p in state.model.parameters()),
+        "parameters": sum(p.numel() for p in model.parameters()),
     }
 
 

@@ -10,6 +10,7 @@ import torch
 
 from astroflow.engine import rng
 from astroflow.engine.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
     POINTER,
     CheckpointMismatch,
     CheckpointStore,
@@ -25,7 +26,7 @@ SETTINGS = {"model": "cnn2d", "epochs": 20, "batch_size": 32, "lr": 0.001, "seed
 def payload(step, **extra):
     fp = fingerprint(SETTINGS, n_train_maps=100)
     return {
-        "format_version": 1,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
         "fingerprint": fp,
         "fingerprint_hash": "x",
         "step": step,

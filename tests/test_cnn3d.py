@@ -11,7 +11,6 @@ from cube_factory import tiny_config
 from astroflow.cubes.baseline import flat_profile_baseline, profile_metrics
 from astroflow.cubes.scaling import fit_scaling, scale_cubes, scale_profiles, unscale_profiles
 from astroflow.cubes.shards import read_cube_shard, write_cube_shard
-from astroflow.models import build_model
 from astroflow.models.cnn3d import ProfileCNN3d, profile_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -75,12 +74,6 @@ def test_profile_loss_weighs_density_and_velocity_bins_equally():
     assert profile_loss(pred, target).item() == pytest.approx(4.0)
     with pytest.raises(ValueError, match="share a shape"):
         profile_loss(pred, target[:, :4])
-
-
-def test_registry_builds_cnn3d():
-    net = build_model("cnn3d", n_channels=8, n_bins=4, hidden=8)
-    assert isinstance(net, ProfileCNN3d)
-    assert net(torch.randn(2, 8, 6, 6)).shape == (2, 8, 6, 6)
 
 
 def test_tiny_training_run_beats_the_flat_profile_baseline(tmp_path):

@@ -50,8 +50,8 @@ def test_defaults_are_filled_per_experiment():
         ),
         (lambda c: c["experiments"]["exp"].update(lr=-1), "experiments.exp.lr", "minimum"),
         (lambda c: c["data"].update(source="ftp"), "data.source", "synthetic"),
-        (lambda c: c["data"].update(n_sim=10), "data", "n_sim"),
-        (lambda c: c.update(sed=3), "<top level>", "sed"),
+        (lambda c: c["data"].update(n_sim=10), "data.n_sim", "n_sims"),
+        (lambda c: c.update(sed=3), "sed", "seed"),
         (lambda c: c["data"].update(map_size=48), "data.map_size", "power of two"),
         (
             lambda c: c["data"].update(splits={"train": 0.5, "val": 0.2, "test": 0.2}),
@@ -70,7 +70,7 @@ def test_defaults_are_filled_per_experiment():
         (
             lambda c: c["experiments"]["exp"].update(model="cnn3d", fields=["Mgas"]),
             "experiments.exp.fields",
-            "cnn2d only",
+            "unknown key for model family 'cnn3d'",
         ),
         (
             lambda c: c["experiments"]["exp"].update(model="cnn3d", params=["Omega_m"]),
@@ -82,7 +82,7 @@ def test_defaults_are_filled_per_experiment():
             "cubes.core",
             "multiple of 'n_bins'",
         ),
-        (lambda c: c.update(cubes={"core": {"noise_k": 0.1}}), "cubes.core", "noise_k"),
+        (lambda c: c.update(cubes={"core": {"noise_k": 0.1}}), "cubes.core.noise_k", "noise_rms_k"),
         (
             lambda c: c.update(cubes={"shards": {"train": 0, "val": 1, "test": 1}}),
             "cubes.shards.train",

@@ -15,11 +15,11 @@ import torch.multiprocessing as mp
 from shard_factory import write_splits
 
 from astroflow.engine.distributed import World
-from astroflow.engine.launch import _children, train_job
+from astroflow.engine.launch import _children
 from astroflow.engine.options import RunOptions
 from astroflow.engine.resume import TrainingInterrupted
 from astroflow.models.cnn2d import moment_loss
-from astroflow.train import train_experiment
+from astroflow.train import train_experiment, train_job
 
 SETTINGS = {
     "model": "cnn2d",

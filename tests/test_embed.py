@@ -12,7 +12,8 @@ from shard_factory import write_shard, write_splits
 from astroflow.embed import embed
 from astroflow.maps import cmd
 from astroflow.maps.dataset import ShardFormatError
-from astroflow.train import load_model, train_experiment
+from astroflow.modelfile import load_model
+from astroflow.train import train_experiment
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -196,7 +196,8 @@ def test_cube_metrics_show_network_baseline_and_ratio(tmp_path):
         "baseline": {"density_rmse_dex": 0.6868, "density_r2": 0.388, "velocity_rmse_kms": 0.6469},
         "ratio": {"density_rmse_dex": 0.4994, "velocity_rmse_kms": 0.7731},
     }
-    page = render_summary(CONFIG, {"cnn3d_cores": metrics}, {}, env={"python": "3"})
+    config = {**CONFIG, "experiments": {"cnn3d_cores": {"model": "cnn3d"}}}
+    page = render_summary(config, {"cnn3d_cores": metrics}, {}, env={"python": "3"})
     reader = TableReader()
     reader.feed(page)
     header, *rows = reader.rows[:4]

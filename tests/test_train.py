@@ -12,22 +12,19 @@ import torch
 from shard_factory import write_splits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import astroflow.train as train_module
 from astroflow import device as device_module
+from astroflow.engine import loop
+from astroflow.engine.batches import eval_loader
 from astroflow.engine.distributed import World
-from astroflow.engine.loader import eval_loader
+from astroflow.engine.family import Parts, Validation
 from astroflow.engine.monitor import LOG_COLUMNS
 from astroflow.engine.options import RunOptions
+from astroflow.families.cnn2d.training import Cnn2dTraining
 from astroflow.infer import predict
 from astroflow.maps.dataset import ShardDataset
+from astroflow.modelfile import load_model
 from astroflow.models.cnn2d import MomentCNN2d
-from astroflow.tasks import get_task
-from astroflow.train import (
-    ModelFileError,
-    load_model,
-    save_model,
-    train_experiment,
-)
+from astroflow.train import train_experiment
 
 SETTINGS = {
     "model": "cnn2d",
@@ -160,9 +157,9 @@ def test_model_file_holds_best_weights_and_plain_metadata(trained, shards):
     val_set = ShardDataset(shards["val"], ["Mgas"], ["Omega_m", "sigma_8"])
     cpu = torch.device("cpu")
     loader = eval_loader(val_set, 32, cpu)
-    task = get_task("cnn2d")
-    loss, _ = train_module.validate(model, loader, val_set, World(0, 1, 0, cpu), task)
-    assert loss == pytest.approx(min(val), abs=1e-4)
+    parts = Parts({"model": model}, {"model": model}, {}, {}, {})
+    validation = Cnn2dTraining().validate(parts, loader, val_set, World(0, 1, 0, cpu))
+    assert validation.loss == pytest.approx(min(val), abs=1e-4)
     assert payload["run"]["world_size"] == 1 and payload["run"]["backend"] == "none"
 
 
@@ -190,12 +187,11 @@ def test_no_temporary_files_are_left(trained):
 def test_the_best_epoch_not_the_last_is_saved(shards, tmp_path, monkeypatch):
     weights, scripted = [], iter([3.0, 1.0, 2.0])
 
-    def fake_validation(model, loader, dataset, world, task):
-        weights.append(train_module.cpu_state_dict(model))
-        zeros = np.zeros((len(dataset), 2), np.float32)
-        return next(scripted), (zeros, zeros)
+    def fake_validation(self, parts, loader, dataset, world):
+        weights.append(loop.cpu_state_dict(parts.networks["model"]))
+        return Validation(next(scripted))
 
-    monkeypatch.setattr(train_module, "validate", fake_validation)
+    monkeypatch.setattr(Cnn2dTraining, "validate", fake_validation)
     saved = tiny_run(shards, tmp_path, epochs=3)
     for name, tensor in saved.items():
         assert torch.equal(tensor, weights[1][name]), name
@@ -233,61 +229,6 @@ def test_missing_settings_are_named(shards, tmp_path):
             tmp_path / "l.csv",
             tmp_path / "tb",
         )
-
-
-def small_net():
-    torch.manual_seed(0)
-    return MomentCNN2d(in_channels=1, n_params=2, map_size=16, hidden=4).eval()
-
-
-META = {
-    "model": "cnn2d",
-    "arch": {"in_channels": 1, "n_params": 2, "map_size": 16, "hidden": 4},
-    "fields": ["Mgas"],
-    "params": ["Omega_m", "sigma_8"],
-    "settings": {},
-}
-
-
-def test_model_file_round_trip_gives_identical_predictions(tmp_path):
-    net = small_net()
-    save_model(tmp_path / "model.pt", net.state_dict(), META)
-    loaded, meta = load_model(tmp_path / "model.pt")
-    assert meta["fields"] == ["Mgas"] and "state_dict" not in meta
-    assert not loaded.training
-    x = torch.randn(6, 1, 16, 16)
-    with torch.no_grad():
-        for a, b in zip(net(x), loaded(x), strict=True):
-            assert torch.equal(a, b)
-
-
-def test_missing_model_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="absent.pt"):
-        load_model(tmp_path / "absent.pt")
-
-
-def test_model_file_without_a_key_names_file_and_key(tmp_path):
-    path = tmp_path / "model.pt"
-    save_model(path, small_net().state_dict(), META)
-    payload = torch.load(path, weights_only=True)
-    del payload["arch"]
-    torch.save(payload, path)
-    with pytest.raises(ModelFileError, match=rf"{re.escape(str(path))}: key 'arch' missing"):
-        load_model(path)
-
-
-def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path):
-    path = tmp_path / "model.pt"
-    save_model(path, small_net().state_dict(), {**META, "arch": {**META["arch"], "hidden": 8}})
-    with pytest.raises(ModelFileError, match=rf"{re.escape(str(path))}: key 'state_dict'"):
-        load_model(path)
-
-
-def test_pickled_objects_are_refused(tmp_path):
-    path = tmp_path / "model.pt"
-    torch.save(small_net(), path)  # a whole module: needs unpickling code, not weights only
-    with pytest.raises(ModelFileError, match="not a weights-only torch model file"):
-        load_model(path)
 
 
 def test_compiled_training_writes_plain_weights(shards, tmp_path, monkeypatch):

@@ -39,7 +39,8 @@ def test_default_dag_parses_without_torch(tmp_path):
     # 3,000 maps at 500 per shard: 2100/450/450 maps -> 5 + 1 + 1 shards.
     assert jobs["format_shards"] == 7
     assert jobs["synthesize_cubes"] == 16 + 2 + 2
-    assert jobs["write_cube_examples"] == jobs["plot_profiles"] == jobs["plot_residual_maps"] == 1
+    assert jobs["write_cube_examples"] == 1
+    assert jobs["plot_figure"] == 3 + 3 + 4  # each family's figures: two cnn2d, one cnn3d
     assert "predict_fits" not in jobs  # the real-data folder is empty
 
 
@@ -79,7 +80,7 @@ def test_single_target_plans_only_its_ancestors(tmp_path):
         "embed": 1,
         "tsne": 1,
         "cluster": 1,
-        "plot_tsne": 1,
+        "plot_figure": 1,
     }
 
 

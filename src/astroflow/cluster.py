@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.metrics import r2_score, silhouette_score
+from sklearn.metrics import silhouette_score
 from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from astroflow.io import atomic_path, write_json
+from astroflow.evaluation.regression import r2_score
+from astroflow.io import atomic_path, string_attr, write_json
 
 KMEANS_N_INIT = 10
 """KMeans restarts: fixed so results depend only on the seed, not on sklearn's default."""
@@ -55,12 +56,10 @@ def load_embeddings(path: str | os.PathLike[str]) -> Embeddings:
         for key in ("embeddings", "sim_id", "params_raw"):
             if key not in f:
                 raise KeyError(f"{path}: missing dataset {key!r} (found {sorted(f.keys())})")
-        if "param_names" not in f.attrs:
-            raise KeyError(f"{path}: missing attribute 'param_names'")
         emb = np.asarray(f["embeddings"][...], dtype=np.float32)
         sim_id = np.asarray(f["sim_id"][...], dtype=np.int64)
         params_raw = np.asarray(f["params_raw"][...], dtype=np.float32)
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs["param_names"]]
+        names = string_attr(f, "param_names")
     n = emb.shape[0]
     if emb.ndim != 2 or n == 0:
         raise ValueError(f"{path}: 'embeddings' must be a non-empty (n, D) array, got {emb.shape}")
@@ -143,13 +142,15 @@ def tsne(
     return table
 
 
-def knn_r2(features: np.ndarray, target: np.ndarray, groups: np.ndarray, n_neighbors: int) -> float:
+def knn_r2(
+    features: np.ndarray, target: np.ndarray, groups: np.ndarray, n_neighbors: int
+) -> float | None:
     """Out-of-fold R^2 of a k-nearest-neighbour regression of ``target`` (n,) on ``features``.
 
     Folds are grouped (GroupKFold on ``groups``, the simulation ids): the maps of one simulation
     share every parameter and sit close together in feature space, so letting them straddle
     folds would reward memorising simulations instead of encoding the parameter.
-    R^2 is computed once over the pooled out-of-fold predictions.
+    R^2 is computed once over the pooled out-of-fold predictions (None for a constant target).
     """
     n_groups = len(np.unique(groups))
     if n_groups < 2:
@@ -158,7 +159,7 @@ def knn_r2(features: np.ndarray, target: np.ndarray, groups: np.ndarray, n_neigh
     smallest_train = min(len(train) for train, _ in folds.split(features, target, groups))
     regressor = KNeighborsRegressor(n_neighbors=max(1, min(n_neighbors, smallest_train)))
     predicted = cross_val_predict(regressor, features, target, groups=groups, cv=folds)
-    return float(r2_score(target, predicted))
+    return r2_score(target, predicted)
 
 
 def cluster(

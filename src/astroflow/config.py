@@ -1,12 +1,14 @@
-"""Workflow configuration: schema validation with defaults and cross-key checks.
+"""Workflow configuration: schema validation with defaults, sweeps and cross-key checks.
 
 Snakemake parses the workflow once on the submit host and once inside every cluster job, so
-this module imports only the standard library, jsonschema and yaml (never torch or numpy).
+this module and the family descriptors it reads (:mod:`astroflow.families`) never import torch.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,16 +17,10 @@ import jsonschema
 import yaml
 from jsonschema import validators
 
-from astroflow.cubes.params import PARAM_NAMES as CORE_PARAM_NAMES
-from astroflow.maps.cmd import MAPS_PER_SIM, PARAM_NAMES
+from astroflow.families import FAMILIES
+from astroflow.families.base import SettingError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-
-MODEL_DEFAULTS: dict[str, dict[str, list[str]]] = {
-    "cnn2d": {"fields": ["Mgas"], "params": ["Omega_m", "sigma_8"]},
-    "cnn3d": {"params": ["central_density", "infall_speed"]},
-}
-"""Per-model defaults of the experiment keys whose meaning depends on the model."""
 
 
 class ConfigError(ValueError):
@@ -62,9 +58,6 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 def _describe(error: jsonschema.ValidationError) -> str:
     """Turn a jsonschema error into 'key: what was found, what was expected'."""
     expected = error.schema.get("description") if isinstance(error.schema, dict) else None
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        return f"{error.message}; allowed keys: {', '.join(allowed)}"
     if error.validator == "type":
         msg = f"got {error.instance!r}, expected a value of type {error.validator_value}"
     elif error.validator == "enum":
@@ -77,19 +70,117 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
     """Validate ``config`` in place against the YAML/JSON schema, fill defaults, check consistency.
 
-    Raises :class:`ConfigError` with one message naming the offending key (dotted path, e.g.
-    ``experiments.cnn2d_mgas.epochs``) and what was expected, so a typo stops the run before
-    any job is scheduled.
+    Every experiment is validated against the keys all families share (the schema's
+    ``definitions.experiment``) plus its family's own settings, with the family's defaults; a
+    key the family does not know is an error. An experiment with ``sweep: {key: [values]}``
+    becomes one experiment per value, named ``<name>_<key>_<value>``; ``config["sweeps"]``
+    records them. Raises :class:`ConfigError` with one message naming the offending key
+    (dotted path, e.g. ``experiments.cnn2d_mgas.epochs``) and what was expected, so a typo
+    stops the run before any job is scheduled.
     """
     schema = yaml.safe_load(Path(schema_path).read_text())
-    validator_class = validators.validator_for(schema)
-    validator = _with_defaults(validator_class)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        error = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(f"invalid config value at '{_key_path(error)}': {_describe(error)}")
+    _validate(config, schema, "")
+    common = schema["definitions"]["experiment"]
+    experiments: dict[str, Any] = {}
+    sweeps: dict[str, Any] = {}
+    for name, experiment in config["experiments"].items():
+        for member, settings in _expand_sweep(name, experiment, sweeps).items():
+            if member in experiments or (member != name and member in config["experiments"]):
+                raise ConfigError(
+                    f"invalid config value at 'experiments.{name}.sweep': experiment {member!r} "
+                    "exists already"
+                )
+            experiments[member] = _validate_experiment(member, settings, common)
+    config["experiments"] = experiments
+    config["sweeps"] = sweeps
     _check_consistency(config)
     return config
+
+
+def _validate(instance: Any, schema: Mapping[str, Any], prefix: str, owner: str = "") -> None:
+    """Validate with defaults; the first error becomes a ConfigError naming its key.
+
+    ``owner`` says whose keys an unknown key is not one of (a model family, say).
+    """
+    validator = _with_defaults(validators.validator_for(schema))(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    error = jsonschema.exceptions.best_match(errors)
+    parts = [p for p in (prefix, _key_path(error)) if p and p != "<top level>"]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {})
+        unknown = sorted(k for k in error.instance if k not in known)
+        parts.append(unknown[0])
+        message = (
+            f"unknown key{f' for {owner}' if owner else ''}; allowed keys: "
+            f"{', '.join(sorted(known))}"
+        )
+    else:
+        message = _describe(error)
+    raise ConfigError(f"invalid config value at '{'.'.join(parts) or '<top level>'}': {message}")
+
+
+def _validate_experiment(
+    name: str, experiment: dict[str, Any], common: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One experiment against the shared keys and its family's settings, defaults filled."""
+    model = experiment.setdefault("model", common["properties"]["model"]["default"])
+    if model not in FAMILIES:
+        raise ConfigError(
+            f"invalid config value at 'experiments.{name}.model': got {model!r}, expected one "
+            f"of {sorted(FAMILIES)}"
+        )
+    family = FAMILIES[model]
+    schema = {
+        **common,
+        "additionalProperties": False,
+        "properties": {**common["properties"], **family.settings},
+    }
+    _validate(experiment, schema, f"experiments.{name}", f"model family {model!r}")
+    return experiment
+
+
+def _expand_sweep(
+    name: str, experiment: dict[str, Any], sweeps: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """``{name: experiment}``, or one member per value of the experiment's ``sweep``."""
+    if "sweep" not in experiment:
+        return {name: experiment}
+    sweep = experiment["sweep"]
+    if not isinstance(sweep, dict) or len(sweep) != 1:
+        raise ConfigError(
+            f"invalid config value at 'experiments.{name}.sweep': expected one key and its "
+            f"list of values, got {sweep!r}"
+        )
+    ((key, values),) = sweep.items()
+    if key in ("model", "sweep") or not isinstance(values, list) or len(values) < 2:
+        raise ConfigError(
+            f"invalid config value at 'experiments.{name}.sweep.{key}': expected a setting "
+            "other than model and a list of at least two values"
+        )
+    members = {}
+    for value in values:
+        member = f"{name}_{key}_{_token(value)}"
+        members[member] = {
+            **{k: copy.deepcopy(v) for k, v in experiment.items() if k != "sweep"},
+            key: value,
+        }
+    if len(members) != len(values):
+        raise ConfigError(
+            f"invalid config value at 'experiments.{name}.sweep.{key}': values repeat"
+        )
+    sweeps[name] = {"key": key, "values": list(values), "experiments": list(members)}
+    return members
+
+
+def _token(value: Any) -> str:
+    """A sweep value as part of an experiment name: 0.25 -> 0p25, -1 -> m1."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    text = text.replace(".", "p").replace("-", "m").replace("+", "")
+    if not re.fullmatch(r"[A-Za-z0-9_]+", text):
+        raise ConfigError(f"sweep value {value!r} cannot be part of an experiment name")
+    return text
 
 
 def _check_consistency(config: Mapping[str, Any]) -> None:
@@ -115,45 +206,14 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             "invalid config value at 'data.base_url': required when source is 'download'"
         )
     for name, experiment in config["experiments"].items():
-        _fill_model_defaults(name, experiment)
-        if experiment["model"] == "cnn3d":
-            _check_core_params(name, experiment)
-            continue
-        for field in experiment["fields"]:
-            if field not in data["fields"]:
-                raise ConfigError(
-                    f"invalid config value at 'experiments.{name}.fields': '{field}' is not one "
-                    f"of data.fields {data['fields']}"
-                )
-        for param in experiment["params"]:
-            if param not in PARAM_NAMES:
-                raise ConfigError(
-                    f"invalid config value at 'experiments.{name}.params': '{param}' is not one "
-                    f"of {list(PARAM_NAMES)}"
-                )
-    if any(e["model"] == "cnn3d" for e in config["experiments"].values()):
-        _check_cubes(config["cubes"])
-
-
-def _fill_model_defaults(name: str, experiment: dict[str, Any]) -> None:
-    """Defaults of ``fields``/``params`` for the experiment's model; cnn3d has no fields."""
-    model = experiment["model"]
-    if model == "cnn3d" and "fields" in experiment:
-        raise ConfigError(
-            f"invalid config value at 'experiments.{name}.fields': cnn3d reads PPV cubes; "
-            "'fields' applies to cnn2d only"
-        )
-    for key, default in MODEL_DEFAULTS[model].items():
-        experiment.setdefault(key, list(default))
-
-
-def _check_core_params(name: str, experiment: Mapping[str, Any]) -> None:
-    for param in experiment["params"]:
-        if param not in CORE_PARAM_NAMES:
+        try:
+            FAMILIES[experiment["model"]].check(experiment, config)
+        except SettingError as err:
             raise ConfigError(
-                f"invalid config value at 'experiments.{name}.params': '{param}' is not one "
-                f"of the core parameters {list(CORE_PARAM_NAMES)}"
-            )
+                f"invalid config value at 'experiments.{name}.{err.key}': {err.message}"
+            ) from None
+    if any(FAMILIES[e["model"]].data == "cubes" for e in config["experiments"].values()):
+        _check_cubes(config["cubes"])
 
 
 def _check_cubes(cubes: Mapping[str, Any]) -> None:
@@ -170,8 +230,3 @@ def _check_cubes(cubes: Mapping[str, Any]) -> None:
             f"invalid config value at 'cubes.fits_examples': {cubes['fits_examples']} examples "
             f"but a shard holds {cubes['cores_per_shard']} cores (cubes.cores_per_shard)"
         )
-
-
-def n_maps(config: Mapping[str, Any]) -> int:
-    """Total number of maps per field file in the raw CMD layout."""
-    return MAPS_PER_SIM * config["data"]["n_sims"]

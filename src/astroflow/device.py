@@ -15,7 +15,7 @@ train_throughput.py, one thread, an AMD EPYC with AVX512-BF16):
   in bfloat16) for these circular-padded convolutions, so the CPU keeps the contiguous layout.
 
 Autocast applies to training steps only: predictions, embeddings and validation losses are
-products and are computed in float32 (:func:`astroflow.train.collect_outputs`).
+products and are computed in float32 (:func:`astroflow.evaluation.outputs.collect_outputs`).
 """
 
 from __future__ import annotations

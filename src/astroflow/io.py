@@ -36,3 +36,16 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically (NaN is refused: it is not valid JSON)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def string_attr(obj: Any, key: str) -> list[str]:
+    """A string-list attribute of an HDF5 file or dataset ``obj`` as a list of str.
+
+    h5py returns such attributes as str or bytes, one or many, depending on how they were
+    written; a missing attribute is a KeyError naming the file and the key.
+    """
+    if key not in obj.attrs:
+        raise KeyError(f"{obj.file.filename}: attribute {key!r} missing")
+    value = obj.attrs[key]
+    values = [value] if isinstance(value, str | bytes) else list(value)
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import matplotlib
@@ -21,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Colormap, ListedColormap, LogNorm
 from matplotlib.figure import Figure
 
-from astroflow.io import atomic_path
+from astroflow.io import atomic_path, string_attr
 
 DPI = 120
 
@@ -97,8 +98,8 @@ def plot_example_maps(
         for key in ("maps", "sim_id", "params_raw"):
             if key not in f:
                 raise KeyError(f"{shard_h5}: missing dataset {key!r} (found {sorted(f.keys())})")
-        available = _attr_names(f, "fields")
-        names = _attr_names(f, "param_names")
+        available = string_attr(f, "fields")
+        names = string_attr(f, "param_names")
         fields = list(available if fields is None else fields)
         missing = [name for name in fields if name not in available]
         if not fields:
@@ -191,6 +192,36 @@ def plot_training_curves(
     return fig
 
 
+def plot_sweep(
+    table: Mapping[str, Any],
+    out_png: str | os.PathLike[str],
+    *,
+    reference: tuple[str, float] | None = None,
+) -> Figure:
+    """Each metric of a sweep table (:func:`astroflow.sweep.sweep_table`) against the swept
+    value, one curve per metric, with an optional horizontal ``reference`` (label, value)."""
+    values = list(table["values"])
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    x = values if numeric else list(range(len(values)))
+    fig = Figure(figsize=(5.5, 3.8), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for label, column in table["metrics"].items():
+        if len(column) != len(values):
+            raise ValueError(f"metric {label!r} has {len(column)} values for {len(values)} runs")
+        y = [np.nan if v is None else v for v in column]
+        ax.plot(x, y, marker="o", label=label)
+    if reference is not None:
+        ax.axhline(reference[1], color="0.5", ls=":", label=reference[0])
+    if not numeric:
+        ax.set_xticks(x, [str(v) for v in values])
+    ax.set_xlabel(table["key"])
+    ax.set_ylabel("test metric")
+    ax.legend()
+    fig.suptitle(f"Sweep over {table['key']}")
+    save_png(fig, out_png)
+    return fig
+
+
 def plot_predictions(
     predictions_h5: str | os.PathLike[str],
     out_png: str | os.PathLike[str],
@@ -212,7 +243,7 @@ def plot_predictions(
         mean, std, truth = (
             np.asarray(f[k][...], dtype=np.float64) for k in ("mean", "std", "truth")
         )
-        names = _attr_names(f, "param_names")
+        names = string_attr(f, "param_names")
     if not (mean.shape == std.shape == truth.shape and mean.ndim == 2):
         raise ValueError(
             f"{predictions_h5}: mean/std/truth shapes differ or are not (n, P): "
@@ -334,12 +365,6 @@ def _cluster_cmap(n_clusters: int) -> Colormap:
         if n_clusters <= table.N:
             return ListedColormap(table.colors[:n_clusters], name=f"{name}_{n_clusters}")
     return matplotlib.colormaps["turbo"].resampled(n_clusters)
-
-
-def _attr_names(f: h5py.File, key: str) -> list[str]:
-    if key not in f.attrs:
-        raise KeyError(f"{f.filename}: missing attribute {key!r}")
-    return [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs[key]]
 
 
 def _read_train_log(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from astroflow.families import FAMILIES
+from astroflow.families.base import Family
 from astroflow.io import atomic_path
 
 PACKAGES: tuple[str, ...] = (
@@ -39,21 +41,6 @@ PACKAGES: tuple[str, ...] = (
     "snakemake",
 )
 """Distributions whose versions the page records (by distribution name, as pip knows them)."""
-
-METRIC_COLUMNS = (
-    "rmse",
-    "r2",
-    "mean_relative_error",
-    "mean_sigma",
-    "frac_within_1sigma",
-    "density_rmse_dex",
-    "density_r2",
-    "velocity_rmse_kms",
-    "velocity_r2",
-    "velocity_mae_kms",
-)
-"""Preferred column order of the metrics tables (cnn2d: per parameter; cnn3d: network,
-baseline and their ratio); other keys follow."""
 
 CLUSTER_COLUMNS = (
     "n_samples",
@@ -121,7 +108,7 @@ def render_summary(
         f"<style>{_CSS}</style></head><body>",
         "<h1>astroflow run summary</h1>",
         f'<p class="note">Generated {_esc(generated)} (UTC).</p>',
-        "<h2>Parameter inference metrics</h2>",
+        "<h2>Test metrics</h2>",
     ]
     if not metrics:
         parts.append('<p class="note">No experiments.</p>')
@@ -131,8 +118,10 @@ def render_summary(
         if extras:
             items = ", ".join(f"{_esc(k)} = {_fmt(v)}" for k, v in extras.items())
             parts.append(f"<p>{items}</p>")
-        first = "profiles from" if "baseline" in rows else "parameter"
-        parts.append(_table(first, rows, _columns(rows.values(), METRIC_COLUMNS)))
+        family = _family(config, experiment)
+        parts.append(
+            _table(family.metric_rows, rows, _columns(rows.values(), family.metric_columns))
+        )
 
     parts.append("<h2>Embedding clusters</h2>")
     if clusters:
@@ -182,6 +171,12 @@ def _read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def _family(config: Mapping[str, Any], experiment: str) -> Family:
+    """The family of ``experiment`` in ``config`` (a plain table layout if it is not there)."""
+    model = config.get("experiments", {}).get(experiment, {}).get("model")
+    return FAMILIES.get(model, Family())
 
 
 def _split_metrics(values: Mapping[str, Any]) -> tuple[dict[str, Mapping], dict[str, Any]]:

@@ -7,7 +7,7 @@ from astroflow.config import ConfigError, SPLITS, validate_config
 from astroflow.maps import cmd
 from astroflow.maps.splits import shard_map_indices
 from astroflow.engine.options import RUNTIME_KEYS
-from astroflow.tasks import DATASETS
+from astroflow.families import get_family
 
 try:
     validate_config(
@@ -36,22 +36,27 @@ SHARD_COUNTS = {
     ).items()
 }
 
-# Cubes: the experiment's model says which data it reads (cnn2d maps, cnn3d cubes).
+# Cubes: read by the experiments whose family reads cubes.
 CUBES = config["cubes"]
 CUBESET = CUBES["name"]
 CUBE_DIR = f"data/cubes/{CUBESET}"
-MAP_EXPERIMENTS = [
-    e for e in EXPERIMENTS if DATASETS[EXPERIMENTS[e]["model"]] == "maps"
-]
-CUBE_EXPERIMENTS = [
-    e for e in EXPERIMENTS if DATASETS[EXPERIMENTS[e]["model"]] == "cubes"
-]
 CUBE_EXAMPLES = [
     f"{CUBE_DIR}/examples/core_{i:03d}.fits" for i in range(CUBES["fits_examples"])
 ]
-# Every *.fits file in the real-data folder is a target of every cube experiment.
+# Every *.fits file in the real-data folder is a target of every family with real outputs.
 REAL_DIR = CUBES["real_data"].rstrip("/")
 REAL_CUBES = sorted(glob_wildcards(f"{REAL_DIR}/{{name,[^/]+}}.fits").name)
+SWEEPS = config["sweeps"]
+
+
+def family_of(experiment):
+    """The model family (astroflow.families) of an experiment."""
+    return get_family(EXPERIMENTS[experiment]["model"])
+
+
+def reading(kind):
+    """Experiments whose family reads ``kind`` data (maps or cubes)."""
+    return [e for e in EXPERIMENTS if family_of(e).data == kind]
 
 
 wildcard_constraints:
@@ -59,7 +64,9 @@ wildcard_constraints:
     split="|".join(SPLITS),
     shard=r"\d{3}",
     experiment="|".join(EXPERIMENTS),
+    sweep="|".join(SWEEPS) or "(?!)",
     cubeset=CUBESET,
+    figure="[a-z0-9_]+",
 
 
 def canonical(mapping):
@@ -77,13 +84,15 @@ def cube_shard_files(split):
     return [f"{CUBE_DIR}/{split}/{i:03d}.h5" for i in range(CUBES["shards"][split])]
 
 
+SHARDS = {"maps": shard_files, "cubes": cube_shard_files}
+"""Data kind -> the shard paths of one split."""
+
+
 def experiment_shards(split):
-    """Input function: the shards of ``split`` that the experiment's model reads."""
+    """Input function: the shards of ``split`` that the experiment's family reads."""
 
     def shards(wildcards):
-        if wildcards.experiment in CUBE_EXPERIMENTS:
-            return cube_shard_files(split)
-        return shard_files(split)
+        return SHARDS[family_of(wildcards.experiment).data](split)
 
     return shards
 
@@ -91,15 +100,15 @@ def experiment_shards(split):
 def experiment_settings(wildcards):
     """The settings that define a trained model; a change to one of them retrains it.
 
-    Resource requests (gpus, threads, mem_mb, runtime) and the other runtime keys (restart,
-    checkpoint cadence, precision, loader workers, compile) are left out on purpose: moving a
-    job to a bigger node or checkpointing more often must not invalidate its results.
+    Resource requests (gpus, threads, mem_mb, runtime), the other runtime keys (restart,
+    checkpoint cadence, precision, loader workers, compile) and settings that only describe
+    products (a family's runtime_settings) are left out on purpose: moving a job to a bigger
+    node or checkpointing more often must not invalidate its results.
     """
-    settings = dict(EXPERIMENTS[wildcards.experiment])
-    for key in RUNTIME_KEYS:
-        settings.pop(key, None)
-    if wildcards.experiment in CUBE_EXPERIMENTS:
-        settings.pop("params")  # they only describe the embeddings of a cnn3d
+    skip = {*RUNTIME_KEYS, *family_of(wildcards.experiment).runtime_settings}
+    settings = {
+        k: v for k, v in EXPERIMENTS[wildcards.experiment].items() if k not in skip
+    }
     settings["seed"] = config["seed"]
     return canonical(settings)
 
@@ -127,53 +136,58 @@ def experiment_runtime(wildcards, attempt):
     return EXPERIMENTS[wildcards.experiment]["runtime"] * attempt
 
 
-def experiment_params(wildcards):
-    """Parameters the experiment predicts (cnn2d) or describes its embeddings by (cnn3d)."""
-    return EXPERIMENTS[wildcards.experiment]["params"]
+def descriptive_params(wildcards):
+    """Parameters that describe the experiment's embeddings; the first is the KNN target."""
+    return family_of(wildcards.experiment).descriptive_params(
+        EXPERIMENTS[wildcards.experiment]
+    )
 
 
 def knn_param(wildcards):
     """The parameter whose KNN regression on the embeddings scores them: the first one."""
-    return EXPERIMENTS[wildcards.experiment]["params"][0]
+    return descriptive_params(wildcards)[0]
 
 
-def tsne_colours(wildcards):
-    """The t-SNE map is coloured by the experiment's first two parameters."""
-    return EXPERIMENTS[wildcards.experiment]["params"][:2]
+def figure_inputs(wildcards):
+    """The experiment's products that one of its family's figures is drawn from."""
+    figure = family_of(wildcards.experiment).figure(wildcards.figure)
+    return [f"results/{wildcards.experiment}/{name}" for name in figure.inputs]
 
 
-def loss_label(wildcards):
-    return "moment loss" if wildcards.experiment in MAP_EXPERIMENTS else "profile loss"
+def figure_category(wildcards):
+    return family_of(wildcards.experiment).figure(wildcards.figure).category
+
+
+def figure_caption(wildcards):
+    figure = family_of(wildcards.experiment).figure(wildcards.figure)
+    return figure.caption.replace("{experiment}", wildcards.experiment)
+
+
+def sweep_metrics(wildcards):
+    """metrics.json of every experiment of a sweep, in the order of its values."""
+    return [f"results/{e}/metrics.json" for e in SWEEPS[wildcards.sweep]["experiments"]]
+
+
+def sweep_family(wildcards):
+    return family_of(SWEEPS[wildcards.sweep]["experiments"][0])
+
+
+PREDICTING = [e for e in EXPERIMENTS if family_of(e).predicts]
+"""Experiments with metrics.json, in config order."""
+EMBEDDING = [e for e in EXPERIMENTS if family_of(e).embeds]
+"""Experiments with clusters.json, in config order."""
 
 
 def experiment_products(experiment):
-    base = f"results/{experiment}"
-    products = [
-        f"{base}/metrics.json",
-        f"{base}/clusters.json",
-        f"{base}/figures/training_curves.png",
-        f"{base}/figures/tsne.png",
-    ]
-    if experiment in CUBE_EXPERIMENTS:
-        products += [
-            f"{base}/figures/profiles.png",
-            f"{base}/figures/residual_maps.png",
-        ]
-        for name in REAL_CUBES:
-            products += [
-                f"{base}/real/{name}_density.fits",
-                f"{base}/real/{name}_velocity.fits",
-            ]
-    else:
-        products.append(f"{base}/figures/predictions.png")
-    return products
+    context = {"real_cubes": REAL_CUBES}
+    return family_of(experiment).products(experiment, EXPERIMENTS[experiment], context)
 
 
 def all_products():
     products = ["results/summary.html"]
-    if MAP_EXPERIMENTS:
+    if reading("maps"):
         products.append(f"results/{DATASET}/figures/example_maps.png")
-    if CUBE_EXPERIMENTS:
+    if reading("cubes"):
         products += CUBE_EXAMPLES
         products += [
             f"results/{CUBESET}/figures/channel_maps.png",
@@ -181,4 +195,7 @@ def all_products():
         ]
     for experiment in EXPERIMENTS:
         products += experiment_products(experiment)
+    for sweep, members in SWEEPS.items():
+        if family_of(members["experiments"][0]).sweep_metrics:
+            products.append(f"results/{sweep}/figures/sweep.png")
     return products

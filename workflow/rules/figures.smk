@@ -5,11 +5,8 @@ localrules:
     plot_example_maps,
     plot_channel_maps,
     plot_moment_maps,
-    plot_training_curves,
-    plot_predictions,
-    plot_profiles,
-    plot_residual_maps,
-    plot_tsne,
+    plot_figure,
+    plot_sweep,
     summary,
 
 
@@ -69,113 +66,57 @@ rule plot_moment_maps:
         "../scripts/plot_moment_maps.py"
 
 
-rule plot_training_curves:
+# Every figure of an experiment: its family declares what it is drawn from, its caption and
+# its report section (astroflow.families).
+rule plot_figure:
     input:
-        "results/{experiment}/train_log.csv",
+        figure_inputs,
     output:
         report(
-            "results/{experiment}/figures/training_curves.png",
-            caption="../report/training_curves.rst",
-            category="Training",
+            "results/{experiment}/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category=figure_category,
             subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "figure": "training curves"},
+            labels={"experiment": "{experiment}", "figure": "{figure}"},
         ),
     log:
-        "logs/{experiment}/plot_training_curves.log",
+        "logs/{experiment}/plot_{figure}.log",
     conda:
         "../../envs/analysis.yaml"
     params:
-        loss_label=loss_label,
+        caption=figure_caption,
+        settings=lambda wildcards: EXPERIMENTS[wildcards.experiment],
     script:
-        "../scripts/plot_training_curves.py"
+        "../scripts/plot_figure.py"
 
 
-rule plot_predictions:
+# A sweep: the family's sweep metrics of every member against the swept value.
+rule plot_sweep:
     input:
-        "results/{experiment}/predictions.h5",
+        sweep_metrics,
     output:
-        report(
-            "results/{experiment}/figures/predictions.png",
-            caption="../report/predictions.rst",
-            category="Inference",
-            subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "figure": "predicted vs true"},
+        table="results/{sweep}/sweep.json",
+        figure=report(
+            "results/{sweep}/figures/sweep.png",
+            caption="../report/sweep.rst",
+            category="Sweeps",
+            labels={"sweep": "{sweep}", "figure": "metrics against the swept value"},
         ),
     log:
-        "logs/{experiment}/plot_predictions.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_predictions.py"
-
-
-rule plot_profiles:
-    input:
-        "results/{experiment}/predictions.h5",
-    output:
-        report(
-            "results/{experiment}/figures/profiles.png",
-            caption="../report/profiles.rst",
-            category="Inference",
-            subcategory="{experiment}",
-            labels={
-                "experiment": "{experiment}",
-                "figure": "true vs predicted profiles",
-            },
-        ),
-    log:
-        "logs/{experiment}/plot_profiles.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_profiles.py"
-
-
-rule plot_residual_maps:
-    input:
-        "results/{experiment}/predictions.h5",
-    output:
-        report(
-            "results/{experiment}/figures/residual_maps.png",
-            caption="../report/residual_maps.rst",
-            category="Inference",
-            subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "figure": "residual maps"},
-        ),
-    log:
-        "logs/{experiment}/plot_residual_maps.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_residual_maps.py"
-
-
-rule plot_tsne:
-    input:
-        tsne="results/{experiment}/tsne.parquet",
-        clusters="results/{experiment}/clusters.json",
-    output:
-        report(
-            "results/{experiment}/figures/tsne.png",
-            caption="../report/tsne.rst",
-            category="Embeddings",
-            subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "figure": "t-SNE"},
-        ),
-    log:
-        "logs/{experiment}/plot_tsne.log",
+        "logs/sweeps/{sweep}.log",
     conda:
         "../../envs/analysis.yaml"
     params:
-        colour_by=tsne_colours,
+        sweep=lambda wildcards: SWEEPS[wildcards.sweep],
+        family=lambda wildcards: sweep_family(wildcards).name,
     script:
-        "../scripts/plot_tsne.py"
+        "../scripts/plot_sweep.py"
 
 
 rule summary:
     input:
-        metrics=expand("results/{experiment}/metrics.json", experiment=EXPERIMENTS),
-        clusters=expand("results/{experiment}/clusters.json", experiment=EXPERIMENTS),
+        metrics=expand("results/{experiment}/metrics.json", experiment=PREDICTING),
+        clusters=expand("results/{experiment}/clusters.json", experiment=EMBEDDING),
     output:
         report(
             "results/summary.html",
@@ -188,7 +129,8 @@ rule summary:
     conda:
         "../../envs/analysis.yaml"
     params:
-        experiments=list(EXPERIMENTS),
         config=config,
+        predicting=PREDICTING,
+        embedding=EMBEDDING,
     script:
         "../scripts/summary.py"

@@ -1,5 +1,5 @@
-# Inference on the test split (cnn2d: posterior mean and std per map; cnn3d: profiles per
-# column, with the flat-profile baseline), its metrics, and cnn3d profiles of real FITS cubes.
+# Inference on the test split and its metrics, written by the experiment's family, and the
+# predictions of real FITS cubes for the families that make them.
 
 
 rule infer:
@@ -27,7 +27,7 @@ rule infer:
 rule predict_fits:
     input:
         model="results/{experiment}/model.pt",
-        cube=f"{REAL_DIR}/{{name}}.fits",
+        data=f"{REAL_DIR}/{{name}}.fits",
     output:
         density="results/{experiment}/real/{name}_density.fits",
         velocity="results/{experiment}/real/{name}_velocity.fits",
@@ -45,6 +45,7 @@ rule predict_fits:
         mem_mb=experiment_mem_mb,
         runtime=experiment_runtime,
     params:
+        model=lambda wildcards: EXPERIMENTS[wildcards.experiment]["model"],
         velocity_offset_kms=CUBES["velocity_offset_kms"],
     script:
-        "../scripts/predict_fits.py"
+        "../scripts/predict_real.py"

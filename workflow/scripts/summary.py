@@ -4,10 +4,10 @@ from astroflow.runlog import log_to_file
 from astroflow.summary import write_summary
 
 with log_to_file(snakemake.log[0]):
-    experiments = snakemake.params.experiments
+    p = snakemake.params
     write_summary(
-        snakemake.params.config,
-        dict(zip(experiments, snakemake.input.metrics, strict=True)),
-        dict(zip(experiments, snakemake.input.clusters, strict=True)),
+        p.config,
+        dict(zip(p.predicting, snakemake.input.metrics, strict=True)),
+        dict(zip(p.embedding, snakemake.input.clusters, strict=True)),
         snakemake.output[0],
     )

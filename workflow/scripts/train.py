@@ -4,9 +4,9 @@ Runtime options (restart, checkpoint cadence, precision, loader workers, compile
 experiment's config entry rather than from params, so changing them triggers no retraining.
 """
 
-from astroflow.engine.launch import train_job
 from astroflow.engine.options import RunOptions
 from astroflow.runlog import log_to_file
+from astroflow.train import train_job
 
 with log_to_file(snakemake.log[0]):
     train_job(

@@ -12,6 +12,7 @@ import numpy as np
 
 from astroflow.cubes.config import PC_CM, CoreConfig
 from astroflow.cubes.moments import moment_maps
+from astroflow.evaluation.regression import r2_score
 
 CLIP_SIGMA = 3.0
 """Channels below this many noise rms do not count towards the baseline's moment 1."""
@@ -70,16 +71,12 @@ def profile_metrics(
         )
     return {
         "density_rmse_dex": _rmse(log_pred, log_true),
-        "density_r2": _r2(log_pred, log_true),
+        "density_r2": r2_score(log_true, log_pred),
         "velocity_rmse_kms": _rmse(v_pred, v_true),
-        "velocity_r2": _r2(v_pred, v_true),
+        "velocity_r2": r2_score(v_true, v_pred),
         "velocity_mae_kms": float(np.mean(np.abs(v_pred - v_true))),
     }
 
 
 def _rmse(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.sqrt(np.mean((pred - true) ** 2)))
-
-
-def _r2(pred: np.ndarray, true: np.ndarray) -> float:
-    return float(1.0 - np.sum((pred - true) ** 2) / np.sum((true - true.mean()) ** 2))

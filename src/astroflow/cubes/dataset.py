@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from astroflow.batch import Batch
 from astroflow.cubes.config import CoreConfig
 from astroflow.cubes.scaling import CubeScaling, scale_cubes, scale_profiles
 from astroflow.cubes.shards import CubeShard, CubeShardError, read_cube_shard
-from astroflow.maps.dataset import Batch, dihedral
+from astroflow.maps.dataset import D4_ORDER, dihedral
 
 
 class CubeDataset(Dataset):
@@ -34,6 +35,9 @@ class CubeDataset(Dataset):
     parameters in physical units, ``core_ids`` (n,); ``config`` is the shards' shared
     :class:`~astroflow.cubes.config.CoreConfig`.
     """
+
+    n_transforms = D4_ORDER
+    """Elements of D4 an epoch plan may draw per cube (applied to the sky axes)."""
 
     def __init__(
         self,

@@ -24,24 +24,27 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from astroflow.engine.options import RUNTIME_KEYS
 from astroflow.io import atomic_path
 
+if TYPE_CHECKING:
+    from astroflow.engine.family import Parts
+
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2
 POINTER = "last"
 KEEP = 2
 """Checkpoint files kept: the newest and one fallback in case the newest is unreadable."""
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 EVENT_COLUMNS = ("step", "walltime", "loss", "lr", "grad_norm", "samples_per_s")
-"""Columns of :attr:`TrainState.events`, the step-level TensorBoard scalars."""
+"""First columns of :attr:`TrainState.events`, the step-level TensorBoard scalars; the
+family's further losses (:attr:`~astroflow.engine.family.TrainingFamily.loss_names`) follow."""
 
 
 class CheckpointMismatch(RuntimeError):
@@ -52,21 +55,21 @@ class CheckpointMismatch(RuntimeError):
 class TrainState:
     """Everything that changes during training: what a checkpoint saves and restores.
 
-    ``epoch`` counts completed epochs and ``step`` optimizer steps (the position inside the
-    current epoch is ``step - epoch * steps_per_epoch``); ``epoch_loss`` is the sum of the
+    ``parts`` holds the networks, optimizers, schedulers, loss scalers and EMA copies of the
+    family. ``epoch`` counts completed epochs and ``step`` training steps (the position inside
+    the current epoch is ``step - epoch * steps_per_epoch``); ``epoch_loss`` is the sum of the
     batch losses of the current epoch so far (a float64 tensor on the training device, so
     adding to it never waits for the device); ``best_weights`` is a CPU copy of the state dict
-    with the lowest validation loss; ``history`` holds one dict per finished epoch (the CSV
-    rows) and ``events`` the step-level scalars (:data:`EVENT_COLUMNS`), so that a resumed run
+    of the product network (what ``model.pt`` holds) with the lowest validation loss;
+    ``history`` holds one dict per finished epoch (the CSV rows) and ``events`` the step-level
+    scalars (:data:`EVENT_COLUMNS`, then the family's further losses), so that a resumed run
     can rebuild its logs; ``elapsed_s`` is the training time of earlier attempts (see
     :meth:`elapsed`) and ``resumed_at`` the steps at which attempts resumed.
     """
 
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
+    parts: Parts
     epoch_loss: torch.Tensor
+    n_event_columns: int = len(EVENT_COLUMNS)
     epoch: int = 0
     step: int = 0
     best_val_loss: float = math.inf
@@ -90,10 +93,7 @@ class TrainState:
             "fingerprint_hash": fingerprint_hash(fingerprint),
             "world_size": len(rng_states),
             "rng": rng_states,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            "parts": self.parts.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
             "epoch_loss": float(self.epoch_loss),
@@ -102,7 +102,7 @@ class TrainState:
             "best_weights": self.best_weights,
             "history": self.history,
             "events": torch.tensor(self.events, dtype=torch.float64).reshape(
-                -1, len(EVENT_COLUMNS)
+                -1, self.n_event_columns
             ),
             "elapsed_s": self.elapsed(),
             "resumed_at": self.resumed_at,
@@ -110,10 +110,7 @@ class TrainState:
 
     def load_payload(self, payload: Mapping[str, Any]) -> None:
         """Restore everything but the RNG states (which are per rank, see the caller)."""
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.scaler.load_state_dict(payload["scaler"])
+        self.parts.load_state_dict(payload["parts"])
         self.epoch, self.step = payload["epoch"], payload["step"]
         self.epoch_loss.fill_(payload["epoch_loss"])
         self.best_val_loss, self.best_epoch = payload["best_val_loss"], payload["best_epoch"]

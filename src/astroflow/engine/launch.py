@@ -1,12 +1,11 @@
-"""Start a training job: in this process for one device, under torchrun for several GPUs.
+"""Start the ranks of a training job under torchrun, one per GPU, and pass signals on to them.
 
-The workflow's train rule calls :func:`train_job` with the number of GPUs the experiment
-asked for. One GPU (or none) trains in-process. Several start ``torchrun --standalone`` with
-one process per GPU; on a machine without CUDA (a CPU node, a test cluster with fake GPUs)
+A job that asked for several GPUs starts ``torchrun --standalone`` with one process per GPU
+(:func:`process_count`); on a machine without CUDA (a CPU node, a test cluster with fake GPUs)
 the same number of processes train on the CPU over gloo, so the distributed path is the one
-that was asked for everywhere. Each rank runs :func:`main` of this module, which reads the
-request this process wrote and calls :func:`astroflow.train.train_experiment`; every rank
-appends to the rule's log file.
+that was asked for everywhere. Each rank runs the entry module the caller names (the
+training entry point, :mod:`astroflow.train`), which hands its request to :func:`rank_main`;
+every rank appends to the rule's log file.
 
 Signals: the torchrun agent is started with SIGTERM and SIGUSR1 blocked (inherited), so a
 scheduler's warning signal neither makes it kill the ranks after its 30 s shutdown timeout
@@ -25,16 +24,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import torch
 
-from astroflow.engine.options import RunOptions
-from astroflow.engine.resume import TrainingInterrupted
-from astroflow.engine.signals import STOP_SIGNALS, blocked_for_children, unblock
+from astroflow.engine.resume import STOP_SIGNALS, TrainingInterrupted, blocked_for_children, unblock
 
 log = logging.getLogger("astroflow.train")
 
@@ -58,51 +55,29 @@ def process_count(gpus: int) -> int:
     return gpus
 
 
-def train_job(
-    settings: dict[str, Any],
-    train_paths: Sequence[str | os.PathLike[str]],
-    val_paths: Sequence[str | os.PathLike[str]],
-    out_model: str | os.PathLike[str],
-    out_log: str | os.PathLike[str],
-    tensorboard_dir: str | os.PathLike[str],
-    options: RunOptions,
-    *,
-    gpus: int,
+def run_ranks(
+    entry_module: str,
+    request: Mapping[str, Any],
+    processes: int,
+    threads: int | None,
     log_path: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Train one experiment with :func:`process_count` processes (see the module docstring).
+    """Run ``python -m <entry_module> <request.json>`` as ``processes`` torchrun ranks.
 
-    ``options.threads`` is the job's thread budget, shared evenly by the ranks. With several
-    processes the ranks log to ``log_path`` (stderr if None); a failed or interrupted run
-    raises after all ranks have exited.
+    ``request`` is plain data for the ranks (their :func:`rank_main` reads it back);
+    ``threads`` is the job's thread budget, shared evenly by the ranks. The ranks log to
+    ``log_path`` (stderr if None); a failed or interrupted run raises after all ranks have
+    exited.
     """
-    from astroflow.train import train_experiment
-
-    processes = process_count(gpus)
-    if processes == 1:
-        train_experiment(
-            settings, train_paths, val_paths, out_model, out_log, tensorboard_dir, options
-        )
-        return
-    threads = max(1, (options.threads or os.cpu_count() or 1) // processes)
-    request = {
-        "settings": settings,
-        "train": [os.fspath(p) for p in train_paths],
-        "val": [os.fspath(p) for p in val_paths],
-        "out_model": os.fspath(out_model),
-        "out_log": os.fspath(out_log),
-        "tensorboard_dir": os.fspath(tensorboard_dir),
-        "options": {**options.to_json(), "threads": threads},
-        "log_path": None if log_path is None else os.fspath(log_path),
-    }
+    threads = max(1, (threads or os.cpu_count() or 1) // processes)
     log.info("starting torchrun: %d processes with %d threads each", processes, threads)
     with tempfile.TemporaryDirectory(prefix="astroflow-train-") as tmp:
         request_path = Path(tmp) / "request.json"
-        request_path.write_text(json.dumps(request))
+        request_path.write_text(json.dumps({**request, "threads": threads}))
         command = [
             sys.executable,
             *("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"),
-            *("-m", "astroflow.engine.launch", str(request_path)),
+            *("-m", entry_module, str(request_path)),
         ]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         with _output(log_path) as output, _Forwarder() as forwarder:
@@ -171,30 +146,22 @@ def _children(pid: int) -> list[int]:
     return children
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """One torchrun rank: train the request written by :func:`train_job`.
+def rank_main(run: Callable[[dict[str, Any]], None], argv: Sequence[str]) -> int:
+    """One torchrun rank: ``run`` the request written by :func:`run_ranks`.
 
-    The stop signals stay blocked until the training has its handlers in place (a signal
-    meanwhile is kept pending, not fatal); without checkpoints they keep their default meaning.
+    The request says where to log (``log_path``) and whether the run checkpoints
+    (``checkpoint_dir``); the stop signals stay blocked until the training has its handlers in
+    place (a signal meanwhile is kept pending, not fatal); without checkpoints they keep their
+    default meaning. Returns the rank's exit status.
     """
-    from astroflow.train import train_experiment
-
-    (request_path,) = sys.argv[1:] if argv is None else argv
+    (request_path,) = argv
     request = json.loads(Path(request_path).read_text())
-    if request["options"]["checkpoint_dir"] is None:
+    if request.get("checkpoint_dir") is None:
         unblock()
     rank = int(os.environ.get("RANK", "0"))
-    _log_to(request["log_path"], rank)
+    _log_to(request.get("log_path"), rank)
     try:
-        train_experiment(
-            request["settings"],
-            request["train"],
-            request["val"],
-            request["out_model"],
-            request["out_log"],
-            request["tensorboard_dir"],
-            RunOptions(**request["options"]),
-        )
+        run(request)
     except TrainingInterrupted as stop:
         if rank == 0:
             log.warning("%s", stop)
@@ -215,7 +182,3 @@ def _log_to(log_path: str | None, rank: int) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     logging.captureWarnings(True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,12 @@
 """What a run shows while it trains: progress, TensorBoard, the CSV log and epoch summaries.
 
 On a terminal a tqdm bar counts steps; in a log file (a cluster job, a Snakemake rule) the
-bar becomes one line every ``log_every_steps`` steps. TensorBoard gets the training loss,
-learning rate, samples per second and gradient norm every ``tensorboard_every_steps`` steps,
-the epoch losses, the first batch of input maps and, every epoch, an image of the validation
-predictions against the truth. Losses are summed on the device and read back only at these
-intervals, so monitoring never stalls a GPU step by step.
+bar becomes one line every ``log_every_steps`` steps. TensorBoard gets the training loss (and
+the family's other step losses), learning rate, samples per second and gradient norm every
+``tensorboard_every_steps`` steps, the epoch losses, the first batch of input maps and, every
+epoch, the images of the family's validation (predicted against true parameters, say).
+Losses are summed on the device and read back only at these intervals, so monitoring never
+stalls a GPU step by step.
 
 Only rank 0 monitors. The CSV and TensorBoard files are rebuilt from the training state when
 a run resumes (Snakemake deletes a failed job's outputs before it retries); the TensorBoard
@@ -20,7 +21,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,9 @@ HISTOGRAM_BINS = 48
 class Monitor:
     """Progress, TensorBoard and CSV of one run (a no-op on ranks other than 0).
 
-    ``global_batch`` maps are trained per step, ``steps_per_epoch`` steps per epoch.
+    ``global_batch`` items are trained per step, ``steps_per_epoch`` steps per epoch;
+    ``loss_names`` are the scalars a step returns (the first is the training loss) and
+    ``input_names`` the input channels shown as images.
     """
 
     def __init__(
@@ -58,8 +61,8 @@ class Monitor:
         epochs: int,
         steps_per_epoch: int,
         global_batch: int,
-        fields: Sequence[str],
-        params: Sequence[str],
+        loss_names: Sequence[str],
+        input_names: Sequence[str],
         options: RunOptions,
         enabled: bool = True,
     ) -> None:
@@ -68,7 +71,7 @@ class Monitor:
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
         self.global_batch = global_batch
-        self.fields, self.params = list(fields), list(params)
+        self.loss_names, self.input_names = list(loss_names), list(input_names)
         self.options = options
         self.enabled = enabled
         self.writer: SummaryWriter | None = None
@@ -90,7 +93,9 @@ class Monitor:
         now = time.perf_counter()
         self._attempt_start, self._attempt_first_step = now, state.step
         self._interval_start, self._interval_steps = now, 0
-        self._interval_loss = torch.zeros((), dtype=torch.float64, device=state.epoch_loss.device)
+        self._interval_loss = torch.zeros(
+            len(self.loss_names), dtype=torch.float64, device=state.epoch_loss.device
+        )
         self._epoch_start, self._epoch_first_step = now, state.step
         if not self.enabled:
             return
@@ -100,7 +105,7 @@ class Monitor:
                 stale.unlink()
         self.writer = SummaryWriter(log_dir=str(self.tensorboard_dir))
         for row in state.events:
-            self._write_step_scalars(dict(zip(EVENT_COLUMNS, row, strict=True)))
+            self._write_step_scalars(dict(zip(self._event_columns(), row, strict=True)))
         for row in state.history:
             self._write_epoch_scalars(row)
         if state.history:
@@ -116,11 +121,16 @@ class Monitor:
 
     # -- every step -------------------------------------------------------------------------
 
-    def after_step(self, state: TrainState, x: torch.Tensor, loss: torch.Tensor) -> None:
-        """Account for one optimizer step (``x`` is this rank's input batch)."""
+    def _event_columns(self) -> tuple[str, ...]:
+        return (*EVENT_COLUMNS, *self.loss_names[1:])
+
+    def after_step(
+        self, state: TrainState, x: torch.Tensor, losses: Sequence[torch.Tensor]
+    ) -> None:
+        """Account for one training step (``x`` is this rank's input batch)."""
         if not self.enabled:
             return
-        self._interval_loss += loss.detach()
+        self._interval_loss += torch.stack([loss.detach().double() for loss in losses])
         self._interval_steps += 1
         if state.step == 1:
             self._write_inputs(x)
@@ -128,7 +138,7 @@ class Monitor:
             self.bar.update()
         if state.step % self.options.tensorboard_every_steps == 0:
             row = self._step_row(state)
-            state.events.append(tuple(row[c] for c in EVENT_COLUMNS))
+            state.events.append(tuple(row[c] for c in self._event_columns()))
             self._write_step_scalars(row)
             if self.bar is not None:
                 self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
@@ -137,17 +147,19 @@ class Monitor:
 
     def _step_row(self, state: TrainState) -> dict[str, float]:
         now = time.perf_counter()
-        loss = float(self._interval_loss) / self._interval_steps
+        losses = (self._interval_loss / self._interval_steps).tolist()
         rate = self._interval_steps * self.global_batch / max(now - self._interval_start, 1e-9)
         self._interval_loss.zero_()
         self._interval_start, self._interval_steps = now, 0
+        first_network = next(iter(state.parts.networks.values()))
         return {
             "step": state.step,
             "walltime": time.time(),
-            "loss": loss,
-            "lr": state.scheduler.get_last_lr()[0],
-            "grad_norm": gradient_norm(state.model),
+            "loss": losses[0],
+            "lr": state.parts.lr(),
+            "grad_norm": gradient_norm(first_network),
             "samples_per_s": rate,
+            **dict(zip(self.loss_names[1:], losses[1:], strict=True)),
         }
 
     def _write_step_scalars(self, row: dict[str, float]) -> None:
@@ -159,13 +171,15 @@ class Monitor:
             ("samples_per_s_step", "samples_per_s"),
         ):
             self.writer.add_scalar(tag, row[key], step, walltime=walltime)
+        for name in self.loss_names[1:]:
+            self.writer.add_scalar(f"loss/{name}_step", row[name], step, walltime=walltime)
 
     def _write_inputs(self, x: torch.Tensor) -> None:
         maps = x[:INPUT_IMAGES].detach().float().cpu()
         lo = maps.amin(dim=(-2, -1), keepdim=True)
         hi = maps.amax(dim=(-2, -1), keepdim=True)
         maps = (maps - lo) / (hi - lo).clamp_min(1e-12)
-        for c, name in enumerate(self.fields):
+        for c, name in enumerate(self.input_names):
             self.writer.add_images(f"inputs/{name}", maps[:, c : c + 1], 0)
 
     def _log_progress(self, state: TrainState) -> None:
@@ -179,7 +193,7 @@ class Monitor:
             in_epoch,
             self.steps_per_epoch,
             loss,
-            state.scheduler.get_last_lr()[0],
+            state.parts.lr(),
             _duration(self._time_left(state)),
         )
 
@@ -206,11 +220,11 @@ class Monitor:
         train_loss: float,
         val_loss: float,
         samples_per_s: float,
-        val_mean: np.ndarray,
-        val_targets: np.ndarray,
+        images: Mapping[str, np.ndarray],
     ) -> None:
-        """Record a finished epoch (``state.epoch`` already counts it) in every output."""
-        lr = state.scheduler.get_last_lr()[0]
+        """Record a finished epoch (``state.epoch`` already counts it) in every output;
+        ``images`` (H, W) in [0, 1] by TensorBoard tag."""
+        lr = state.parts.lr()
         values = (state.epoch, state.step, train_loss, val_loss, lr, samples_per_s, state.elapsed())
         row = dict(zip(LOG_COLUMNS, values, strict=True))
         state.history.append(row)
@@ -218,9 +232,8 @@ class Monitor:
             return
         self._write_csv(state.history)
         self._write_epoch_scalars(row)
-        for j, name in enumerate(self.params):
-            image = prediction_image(val_targets[:, j], val_mean[:, j])
-            self.writer.add_image(f"val_pred_vs_truth/{name}", image[None], state.epoch)
+        for tag, image in images.items():
+            self.writer.add_image(tag, image[None], state.epoch)
         self.writer.flush()
         best = " (best)" if state.best_epoch == state.epoch else ""
         log.info(

@@ -2,7 +2,7 @@
 
 A resumed run is bitwise equal to an uninterrupted one only if every generator continues where
 it stopped. The data order and augmentation do not draw from these generators at all (they are
-planned per epoch by :mod:`astroflow.engine.sampler`); what remains is dropout and any library
+planned per epoch by :mod:`astroflow.engine.batches`); what remains is dropout and any library
 code using the global Python, NumPy or torch generators. A captured state holds only plain
 data and tensors, so checkpoints load with ``torch.load(weights_only=True)``.
 """

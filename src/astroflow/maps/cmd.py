@@ -23,22 +23,6 @@ LH_RANGES: dict[str, tuple[float, float]] = {
 }
 """Latin-hypercube prior ranges of the LH set; used for fixed min-max parameter scaling."""
 
-FIELDS: tuple[str, ...] = (
-    "Mgas",
-    "HI",
-    "B",
-    "T",
-    "Z",
-    "P",
-    "Vgas",
-    "Mcdm",
-    "Mtot",
-    "Mstar",
-    "ne",
-    "MgFe",
-    "Vcdm",
-)
-
 
 def map_filename(field: str, suite: str, set_name: str, redshift: float = 0.0) -> str:
     """CMD name of a 2D-map file, e.g. ``Maps_Mgas_IllustrisTNG_LH_z=0.00.npy``."""

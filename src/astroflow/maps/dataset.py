@@ -12,13 +12,14 @@ import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from astroflow.batch import Batch
+from astroflow.io import string_attr
 from astroflow.maps import cmd
 
 IN_MEMORY_BYTES = 1 << 30
@@ -34,14 +35,6 @@ _REQUIRED_ATTRS = ("fields", "param_names", "mean", "std")
 
 class ShardFormatError(ValueError):
     """A shard lacks something a reader asked for; the message names the file and the key."""
-
-
-class Batch(NamedTuple):
-    """Maps (B, C, N, N) float32, scaled targets (B, P) float32, simulation ids (B,) int64."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    sim_id: torch.Tensor
 
 
 def dihedral(x: torch.Tensor, element: int) -> torch.Tensor:
@@ -66,7 +59,7 @@ class ShardDataset(Dataset):
     min-max scaled parameters in the order of ``params``, ``sim_id`` int.
 
     With ``augment=True`` each item gets a D4 element. Training passes it in the key:
-    ``dataset[(index, element)]``, planned by :class:`astroflow.engine.sampler.PlanSampler`
+    ``dataset[(index, element)]``, planned by :class:`astroflow.engine.batches.PlanSampler`
     from seed and epoch, so the augmentation of a map never depends on which worker loads it
     (a resumed run sees the same maps). A plain ``dataset[index]`` draws the element from a
     per-process torch generator seeded from ``torch.initial_seed()``: in a DataLoader worker
@@ -78,12 +71,15 @@ class ShardDataset(Dataset):
     first use or by :meth:`preload`) when their total is below :data:`IN_MEMORY_BYTES`, and
     otherwise reads map by map (the shards hold one map per HDF5 chunk, so a single-map read
     touches only that map). ``dataset[list_of_keys]`` returns a whole :class:`Batch` at once,
-    which is how the engine's loaders read (:mod:`astroflow.engine.loader`).
+    which is how the engine's loaders read (:mod:`astroflow.engine.batches`).
 
     Whole-dataset arrays are available without reading maps: ``targets`` (n, P) scaled,
     ``params_raw`` (n, 6) physical, ``sim_ids`` (n,), ``map_index`` (n,), and the per-field
     normalization ``field_mean``/``field_std`` (C,) of the shards.
     """
+
+    n_transforms = D4_ORDER
+    """Elements of the symmetry group an epoch plan may draw per item (D4 of the square)."""
 
     def __init__(
         self,
@@ -275,8 +271,8 @@ def _read_shard_info(path: Path, fields: Sequence[str], params: Sequence[str]) -
         for key in _REQUIRED_ATTRS:
             if key not in h5.attrs:
                 raise ShardFormatError(f"{path}: attribute '{key}' missing")
-        shard_fields = _strings(h5.attrs["fields"])
-        param_names = _strings(h5.attrs["param_names"])
+        shard_fields = string_attr(h5, "fields")
+        param_names = string_attr(h5, "param_names")
         for field in fields:
             if field not in shard_fields:
                 raise ShardFormatError(
@@ -330,11 +326,6 @@ def _check_consistent(paths: Sequence[Path], infos: Sequence[dict], fields: Sequ
                 f"{path}: attributes 'mean'/'std' of fields {list(fields)} differ from those of "
                 f"{first}; shards of one dataset must share one normalization"
             )
-
-
-def _strings(values) -> list[str]:
-    """h5py returns string-list attributes as str or bytes depending on how they were written."""
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values)]
 
 
 def unscale(scaled: np.ndarray, params: Sequence[str]) -> np.ndarray:

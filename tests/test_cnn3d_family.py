@@ -21,13 +21,14 @@ from astroflow.cubes.baseline import profile_metrics
 from astroflow.cubes.dataset import CubeDataset
 from astroflow.cubes.fits import write_shard_examples
 from astroflow.cubes.params import PARAM_NAMES
-from astroflow.cubes.predict import predict_fits
 from astroflow.cubes.scaling import fit_scaling
 from astroflow.cubes.shards import read_cube_shard, write_cube_shard
 from astroflow.embed import embed
+from astroflow.families.cnn3d.products import predict_fits
 from astroflow.infer import predict
 from astroflow.maps.dataset import dihedral
-from astroflow.train import load_model, train_experiment
+from astroflow.modelfile import load_model, save_model
+from astroflow.train import train_experiment
 
 SETTINGS = {
     "model": "cnn3d",
@@ -221,7 +222,7 @@ def test_predict_fits_warns_about_another_pixel_scale(run, observed, tmp_path, c
         hdul[0].header["CDELT1"] *= 2
         hdul[0].header["CDELT2"] *= 2
         hdul.writeto(tmp_path / "coarse.fits")
-    with caplog.at_level(logging.WARNING, logger="astroflow.cubes.predict"):
+    with caplog.at_level(logging.WARNING, logger="astroflow.families.cnn3d.products"):
         predict_fits(
             out / "model.pt", tmp_path / "coarse.fits", tmp_path / "d.fits", tmp_path / "v.fits"
         )
@@ -230,7 +231,6 @@ def test_predict_fits_warns_about_another_pixel_scale(run, observed, tmp_path, c
 
 def test_predict_fits_refuses_a_map_model(tmp_path, observed):
     from astroflow.models.cnn2d import MomentCNN2d
-    from astroflow.train import save_model
 
     net = MomentCNN2d(in_channels=1, n_params=2, map_size=16, hidden=4)
     meta = {

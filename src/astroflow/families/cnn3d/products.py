@@ -1,4 +1,4 @@
-"""A trained cnn3d on cube shards and on real FITS cubes: profiles, metrics, embeddings.
+"""cnn3d products on cube shards and on real FITS cubes: profiles, metrics, embeddings.
 
 Products of :func:`predict_profiles`: ``predictions.h5`` with ``density`` and ``velocity``
 (n, nb, ny, nx) predicted by the network, ``true_density``/``true_velocity`` and
@@ -33,9 +33,10 @@ from astroflow.cubes.scaling import CubeScaling, scale_cubes, unscale_profiles
 from astroflow.cubes.shards import CubeShard, read_cube_shard
 from astroflow.device import select_device
 from astroflow.embed import write_embeddings
-from astroflow.engine.loader import eval_loader
+from astroflow.engine.batches import eval_loader
+from astroflow.evaluation.outputs import collect_outputs
 from astroflow.io import atomic_path, write_json
-from astroflow.train import collect_outputs, load_model
+from astroflow.modelfile import load_model
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""cnn2d: maps of CMD fields in, posterior mean and std of simulation parameters out."""
+"""cnn2d training: map shards, the moment network and its loss."""
 
 from __future__ import annotations
 
@@ -7,32 +7,30 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from astroflow.engine.family import Paths, SupervisedFamily
+from astroflow.engine.monitor import prediction_image
 from astroflow.maps.dataset import ShardDataset
-from astroflow.models.cnn2d import moment_loss
-from astroflow.tasks.base import Paths, Task
+from astroflow.models.cnn2d import MomentCNN2d, moment_loss
 
 
-class MapTask(Task):
-    """Map shards (:class:`~astroflow.maps.dataset.ShardDataset`), the moment loss, and
-    predictions and embeddings per map (:mod:`astroflow.infer`, :mod:`astroflow.embed`)."""
+class Cnn2dTraining(SupervisedFamily):
+    """Map shards (:class:`~astroflow.maps.dataset.ShardDataset`, standardized with
+    train-split statistics when they were written) and the moment loss."""
 
     items = "maps"
-    predictions = "astroflow.infer:predict_maps"
-    embeddings = "astroflow.embed:embed_maps"
-    required_settings = ("fields", "params")
 
     def check(self, cfg: Mapping[str, Any]) -> None:
         for key in ("fields", "params"):
-            if isinstance(cfg[key], str) or not cfg[key]:
+            if isinstance(cfg.get(key), str) or not cfg.get(key):
                 raise ValueError(
-                    f"experiment setting '{key}' must be a non-empty list, got {cfg[key]!r}"
+                    f"experiment setting '{key}' must be a non-empty list, got {cfg.get(key)!r}"
                 )
 
     def datasets(
         self, cfg: Mapping[str, Any], train_paths: Paths, val_paths: Paths
     ) -> tuple[ShardDataset, ShardDataset]:
-        # The shards are standardized with train-split statistics when they are written.
         return (
             ShardDataset(train_paths, cfg["fields"], cfg["params"]),
             ShardDataset(val_paths, cfg["fields"], cfg["params"]),
@@ -46,6 +44,9 @@ class MapTask(Task):
             "hidden": cfg["hidden"],
             "dropout": cfg["dropout"],
         }
+
+    def networks(self, arch: Mapping[str, Any]) -> dict[str, nn.Module]:
+        return {"model": MomentCNN2d(**arch)}
 
     def model_meta(self, cfg: Mapping[str, Any], train_set: ShardDataset) -> dict[str, Any]:
         return {
@@ -64,10 +65,14 @@ class MapTask(Task):
     def describe(self, cfg: Mapping[str, Any], train_set: ShardDataset) -> str:
         return f"fields {cfg['fields']}, params {cfg['params']}"
 
-    def monitor_names(self, cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-        return list(cfg["fields"]), list(cfg["params"])
+    def input_names(self, cfg: Mapping[str, Any]) -> list[str]:
+        return list(cfg["fields"])
 
-    def monitor_columns(
+    def validation_images(
         self, outputs: tuple[np.ndarray, ...], dataset: ShardDataset
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return outputs[0], dataset.targets
+    ) -> dict[str, np.ndarray]:
+        mean = outputs[0]
+        return {
+            f"val_pred_vs_truth/{name}": prediction_image(dataset.targets[:, j], mean[:, j])
+            for j, name in enumerate(dataset.params)
+        }

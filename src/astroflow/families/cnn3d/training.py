@@ -1,4 +1,4 @@
-"""cnn3d: PPV cubes in, line-of-sight density and velocity profiles of every column out."""
+"""cnn3d training: cube shards scaled with training statistics, the profile network and loss."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
 from astroflow.cubes.dataset import CubeDataset
 from astroflow.cubes.params import PARAM_NAMES
 from astroflow.cubes.scaling import fit_scaling
-from astroflow.models.cnn3d import profile_loss
-from astroflow.tasks.base import Paths, Task
+from astroflow.engine.family import Paths, SupervisedFamily
+from astroflow.models.cnn3d import ProfileCNN3d, profile_loss
 
 
-class CubeTask(Task):
+class Cnn3dTraining(SupervisedFamily):
     """Cube shards (:class:`~astroflow.cubes.dataset.CubeDataset`) scaled with statistics of
-    the training shards, the profile loss, and predictions, baseline metrics and per-cube
-    embeddings (:mod:`astroflow.cubes.predict`).
+    the training shards, and the profile loss.
 
     The network predicts profiles, not parameters: the ``params`` of a cnn3d experiment only
     name the generating parameters that describe its embeddings (t-SNE colours, the KNN
@@ -25,8 +25,6 @@ class CubeTask(Task):
     """
 
     items = "cubes"
-    predictions = "astroflow.cubes.predict:predict_profiles"
-    embeddings = "astroflow.cubes.predict:embed_cubes"
 
     def check(self, cfg: Mapping[str, Any]) -> None:
         params = cfg.get("params", [])
@@ -51,6 +49,9 @@ class CubeTask(Task):
             "hidden": cfg["hidden"],
             "dropout": cfg["dropout"],
         }
+
+    def networks(self, arch: Mapping[str, Any]) -> dict[str, nn.Module]:
+        return {"model": ProfileCNN3d(**arch)}
 
     def model_meta(self, cfg: Mapping[str, Any], train_set: CubeDataset) -> dict[str, Any]:
         # The core configuration travels with the model: it defines the channels a real cube
