@@ -28,7 +28,9 @@ def test_descriptors_and_the_config_check_import_no_torch():
 
 
 def test_unknown_family_lists_the_known_ones():
-    with pytest.raises(KeyError, match="unknown model family 'resnet'; available: cnn2d"):
+    with pytest.raises(
+        KeyError, match="unknown model family 'resnet'; available: classifier, cnn2d"
+    ):
         get_family("resnet")
 
 

@@ -167,9 +167,7 @@ def test_learning_rate_change_reruns_only_that_experiment(finished_run):
         "embed": 1,
         "tsne": 1,
         "cluster": 1,
-        "plot_training_curves": 1,
-        "plot_predictions": 1,
-        "plot_tsne": 1,
+        "plot_figure": 3,  # training curves, predictions, t-SNE
         "summary": 1,
         "all": 1,
     }
@@ -213,4 +211,4 @@ def test_cube_params_change_reruns_only_the_analysis(finished_run):
     changed.write_text(yaml.safe_dump(settings))
     result = snakemake(workdir, "-n", "--configfile", str(changed))
     assert result.returncode == 0, result.stderr
-    assert planned_rules(result) == {"cluster": 1, "plot_tsne": 1, "summary": 1, "all": 1}
+    assert planned_rules(result) == {"cluster": 1, "plot_figure": 1, "summary": 1, "all": 1}

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,12 +36,14 @@ def test_default_dag_parses_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout + result.stderr)
     assert jobs["synthesize_maps"] == 1
-    assert jobs["train"] == jobs["infer"] == jobs["embed"] == 3  # two cnn2d, one cnn3d
+    # two cnn2d, a four-value classifier sweep, one more classifier, one cnn3d
+    assert jobs["train"] == jobs["infer"] == jobs["embed"] == 8
+    assert jobs["plot_sweep"] == 1
     # 3,000 maps at 500 per shard: 2100/450/450 maps -> 5 + 1 + 1 shards.
     assert jobs["format_shards"] == 7
     assert jobs["synthesize_cubes"] == 16 + 2 + 2
     assert jobs["write_cube_examples"] == 1
-    assert jobs["plot_figure"] == 3 + 3 + 4  # each family's figures: two cnn2d, one cnn3d
+    assert jobs["plot_figure"] == 2 * 3 + 5 * 5 + 4  # each family's figures
     assert "predict_fits" not in jobs  # the real-data folder is empty
 
 
@@ -99,3 +102,25 @@ def test_bad_config_stops_before_any_job(tmp_path):
 def test_workflow_lint_is_clean(tmp_path, flag):
     result = snakemake(flag, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_suite_classifier_adds_the_raw_files_and_shards_of_its_suites(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    config["data"]["map_size"] = 64
+    config["experiments"] = {
+        "tng_vs_simba": {
+            "model": "classifier",
+            "classes": "suites",
+            "suites": ["IllustrisTNG", "SIMBA"],
+            "fields": ["HI"],
+        }
+    }
+    path = tmp_path / "suites.yaml"
+    path.write_text(yaml.safe_dump(config))
+    target = "results/tng_vs_simba/model.pt"
+    result = snakemake(target, "-n", "--quiet", "rules", "--configfile", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    jobs = planned_jobs(result.stdout + result.stderr)
+    assert jobs["synthesize_maps"] == jobs["compute_stats"] == 2  # one per suite
+    assert jobs["format_shards"] == 2 * 3  # train and val shards of each suite (2 + 1)
+    assert jobs["train"] == 1

@@ -19,6 +19,7 @@ from jsonschema import validators
 
 from astroflow.families import FAMILIES
 from astroflow.families.base import SettingError
+from astroflow.maps.cmd import SYNTHETIC_SUITES
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -200,6 +201,11 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     if size < 16 or size & (size - 1):
         raise ConfigError(
             f"invalid config value at 'data.map_size': got {size}, expected a power of two >= 16"
+        )
+    if data["source"] == "synthetic" and data["suite"] not in SYNTHETIC_SUITES:
+        raise ConfigError(
+            f"invalid config value at 'data.suite': no synthetic model of {data['suite']!r}; "
+            f"known: {list(SYNTHETIC_SUITES)}"
         )
     if data["source"] == "download" and not data.get("base_url"):
         raise ConfigError(

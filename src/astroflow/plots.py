@@ -199,16 +199,18 @@ def plot_sweep(
     reference: tuple[str, float] | None = None,
 ) -> Figure:
     """Each metric of a sweep table (:func:`astroflow.sweep.sweep_table`) against the swept
-    value, one curve per metric, with an optional horizontal ``reference`` (label, value)."""
+    value (sorted when numeric), one curve per metric, with an optional horizontal
+    ``reference`` (label, value)."""
     values = list(table["values"])
     numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    x = values if numeric else list(range(len(values)))
+    order = np.argsort(values, kind="stable") if numeric else np.arange(len(values))
+    x = np.asarray(values, dtype=float)[order] if numeric else order
     fig = Figure(figsize=(5.5, 3.8), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     for label, column in table["metrics"].items():
         if len(column) != len(values):
             raise ValueError(f"metric {label!r} has {len(column)} values for {len(values)} runs")
-        y = [np.nan if v is None else v for v in column]
+        y = np.array([np.nan if v is None else v for v in column], dtype=float)[order]
         ax.plot(x, y, marker="o", label=label)
     if reference is not None:
         ax.axhline(reference[1], color="0.5", ls=":", label=reference[0])

@@ -18,15 +18,26 @@ except ConfigError as error:
 
 DATA = config["data"]
 EXPERIMENTS = config["experiments"]
-DATASET = f"{DATA['suite']}_{DATA['set']}"
-RAW_DIR = f"data/raw/cmd/{DATASET}"
+SET = DATA["set"]
+DATASET = f"{DATA['suite']}_{SET}"
 SHARD_DIR = f"data/shards/{DATASET}"
-RAW_MAPS = {
-    field: f"{RAW_DIR}/{cmd.map_filename(field, DATA['suite'], DATA['set'])}"
-    for field in DATA["fields"]
-}
-RAW_PARAMS = f"{RAW_DIR}/{cmd.params_filename(DATA['suite'], DATA['set'])}"
-RAW_FILES = [*RAW_MAPS.values(), RAW_PARAMS]
+
+
+def raw_maps(suite):
+    """Map files of one suite in the CMD layout (``suite`` may be the ``{suite}`` wildcard)."""
+    return [
+        f"data/raw/cmd/{suite}_{SET}/{cmd.map_filename(field, suite, SET)}"
+        for field in DATA["fields"]
+    ]
+
+
+def raw_params(suite):
+    return f"data/raw/cmd/{suite}_{SET}/{cmd.params_filename(suite, SET)}"
+
+
+def raw_files(suite):
+    return [*raw_maps(suite), raw_params(suite)]
+
 
 # Static shard counts from the config: no checkpoint, the DAG is known at parse time.
 SHARD_COUNTS = {
@@ -54,13 +65,29 @@ def family_of(experiment):
     return get_family(EXPERIMENTS[experiment]["model"])
 
 
+def experiment_suites(experiment):
+    """CMD suites whose map shards an experiment reads (none for cube families)."""
+    family = family_of(experiment)
+    if family.data != "maps":
+        return []
+    return family.suites(EXPERIMENTS[experiment], config)
+
+
+SUITES = list(
+    dict.fromkeys(
+        [DATA["suite"], *(s for e in EXPERIMENTS for s in experiment_suites(e))]
+    )
+)
+"""Every suite with raw files and shards: data.suite first, then those experiments add."""
+
+
 def reading(kind):
     """Experiments whose family reads ``kind`` data (maps or cubes)."""
     return [e for e in EXPERIMENTS if family_of(e).data == kind]
 
 
 wildcard_constraints:
-    dataset=DATASET,
+    suite="|".join(SUITES),
     split="|".join(SPLITS),
     shard=r"\d{3}",
     experiment="|".join(EXPERIMENTS),
@@ -74,9 +101,12 @@ def canonical(mapping):
     return {key: mapping[key] for key in sorted(mapping)}
 
 
-def shard_files(split):
+def shard_files(split, suite=DATA["suite"]):
     """All shard paths of one split, e.g. data/shards/IllustrisTNG_LH/test/000.h5."""
-    return [f"{SHARD_DIR}/{split}/{i:03d}.h5" for i in range(SHARD_COUNTS[split])]
+    return [
+        f"data/shards/{suite}_{SET}/{split}/{i:03d}.h5"
+        for i in range(SHARD_COUNTS[split])
+    ]
 
 
 def cube_shard_files(split):
@@ -84,15 +114,15 @@ def cube_shard_files(split):
     return [f"{CUBE_DIR}/{split}/{i:03d}.h5" for i in range(CUBES["shards"][split])]
 
 
-SHARDS = {"maps": shard_files, "cubes": cube_shard_files}
-"""Data kind -> the shard paths of one split."""
-
-
 def experiment_shards(split):
-    """Input function: the shards of ``split`` that the experiment's family reads."""
+    """Input function: the shards of ``split`` that the experiment's family reads (map
+    shards of each of its suites, in order, or cube shards)."""
 
     def shards(wildcards):
-        return SHARDS[family_of(wildcards.experiment).data](split)
+        suites = experiment_suites(wildcards.experiment)
+        if not suites:
+            return cube_shard_files(split)
+        return [path for suite in suites for path in shard_files(split, suite)]
 
     return shards
 

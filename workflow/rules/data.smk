@@ -1,25 +1,28 @@
-# Raw CMD-format files (synthesized or downloaded: one layout), training statistics, shards.
+# Raw CMD-format files (synthesized or downloaded: one layout), training statistics, shards:
+# one set per suite that an experiment reads (data.suite, and the suites a classifier tells
+# apart).
 
 if DATA["source"] == "synthetic":
 
     rule synthesize_maps:
         output:
-            maps=list(RAW_MAPS.values()),
-            params=RAW_PARAMS,
+            maps=raw_maps("{suite}"),
+            params=raw_params("{suite}"),
         log:
-            f"logs/{DATASET}/synthesize_maps.log",
+            f"logs/{{suite}}_{SET}/synthesize_maps.log",
         benchmark:
-            f"logs/benchmarks/{DATASET}/synthesize_maps.tsv"
+            f"logs/benchmarks/{{suite}}_{SET}/synthesize_maps.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
-            suite=DATA["suite"],
-            set=DATA["set"],
+            set=SET,
             fields=DATA["fields"],
             n_sims=DATA["n_sims"],
             map_size=DATA["map_size"],
             box_size=DATA["box_size"],
-            seed=config["seed"],
+            seed=lambda wildcards: cmd.suite_seed(
+                config["seed"], wildcards.suite, DATA["suite"]
+            ),
         script:
             "../scripts/synthesize_maps.py"
 
@@ -27,13 +30,15 @@ else:
 
     rule download_cmd:
         output:
-            f"{RAW_DIR}/{{filename}}",
+            f"data/raw/cmd/{{suite}}_{SET}/{{filename}}",
         log:
-            f"logs/{DATASET}/download_cmd/{{filename}}.log",
+            f"logs/{{suite}}_{SET}/download_cmd/{{filename}}.log",
         benchmark:
-            f"logs/benchmarks/{DATASET}/download_cmd/{{filename}}.tsv"
+            f"logs/benchmarks/{{suite}}_{SET}/download_cmd/{{filename}}.tsv"
         wildcard_constraints:
-            filename="|".join(re.escape(os.path.basename(f)) for f in RAW_FILES),
+            filename="|".join(
+                re.escape(os.path.basename(f)) for s in SUITES for f in raw_files(s)
+            ),
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -47,19 +52,18 @@ else:
 
 rule compute_stats:
     input:
-        maps=list(RAW_MAPS.values()),
-        params=RAW_PARAMS,
+        maps=raw_maps("{suite}"),
+        params=raw_params("{suite}"),
     output:
-        f"{SHARD_DIR}/stats.json",
+        f"data/shards/{{suite}}_{SET}/stats.json",
     log:
-        f"logs/{DATASET}/compute_stats.log",
+        f"logs/{{suite}}_{SET}/compute_stats.log",
     benchmark:
-        f"logs/benchmarks/{DATASET}/compute_stats.tsv"
+        f"logs/benchmarks/{{suite}}_{SET}/compute_stats.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
-        suite=DATA["suite"],
-        set=DATA["set"],
+        set=SET,
         fields=DATA["fields"],
         n_sims=DATA["n_sims"],
         splits=canonical(DATA["splits"]),
@@ -71,20 +75,19 @@ rule compute_stats:
 
 rule format_shards:
     input:
-        maps=list(RAW_MAPS.values()),
-        params=RAW_PARAMS,
-        stats=f"{SHARD_DIR}/stats.json",
+        maps=raw_maps("{suite}"),
+        params=raw_params("{suite}"),
+        stats=f"data/shards/{{suite}}_{SET}/stats.json",
     output:
-        "data/shards/{dataset}/{split}/{shard}.h5",
+        f"data/shards/{{suite}}_{SET}/{{split}}/{{shard}}.h5",
     log:
-        "logs/{dataset}/format_shards/{split}_{shard}.log",
+        f"logs/{{suite}}_{SET}/format_shards/{{split}}_{{shard}}.log",
     benchmark:
-        "logs/benchmarks/{dataset}/format_shards/{split}_{shard}.tsv"
+        f"logs/benchmarks/{{suite}}_{SET}/format_shards/{{split}}_{{shard}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
-        suite=DATA["suite"],
-        set=DATA["set"],
+        set=SET,
         maps_per_shard=DATA["maps_per_shard"],
     script:
         "../scripts/format_shards.py"

@@ -22,6 +22,8 @@ rule plot_example_maps:
         ),
     log:
         "logs/{dataset}/plot_example_maps.log",
+    wildcard_constraints:
+        dataset=DATASET,
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -85,7 +87,8 @@ rule plot_figure:
         "../../envs/analysis.yaml"
     params:
         caption=figure_caption,
-        settings=lambda wildcards: EXPERIMENTS[wildcards.experiment],
+        model=lambda wildcards: EXPERIMENTS[wildcards.experiment]["model"],
+        colour_by=descriptive_params,
     script:
         "../scripts/plot_figure.py"
 

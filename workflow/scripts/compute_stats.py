@@ -9,7 +9,7 @@ with log_to_file(snakemake.log[0]):
     p = snakemake.params
     compute_train_stats(
         Path(snakemake.input.params).parent,
-        p.suite,
+        snakemake.wildcards.suite,
         p.set,
         p.fields,
         p.n_sims,

@@ -9,7 +9,7 @@ with log_to_file(snakemake.log[0]):
     p = snakemake.params
     write_shard(
         Path(snakemake.input.params).parent,
-        p.suite,
+        snakemake.wildcards.suite,
         p.set,
         snakemake.input.stats,
         snakemake.wildcards.split,

@@ -4,7 +4,7 @@ from astroflow.families import get_family
 from astroflow.runlog import log_to_file
 
 with log_to_file(snakemake.log[0]):
-    settings = snakemake.params.settings
-    get_family(settings["model"]).plot(
-        snakemake.wildcards.figure, list(snakemake.input), snakemake.output[0], settings
+    p = snakemake.params
+    get_family(p.model).plot(
+        snakemake.wildcards.figure, list(snakemake.input), snakemake.output[0], p.colour_by
     )

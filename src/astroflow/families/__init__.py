@@ -9,10 +9,11 @@ only by the jobs that train or apply a model of that family.
 from __future__ import annotations
 
 from astroflow.families.base import Family
+from astroflow.families.classifier import CLASSIFIER
 from astroflow.families.cnn2d import CNN2D
 from astroflow.families.cnn3d import CNN3D
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (CNN2D, CNN3D)}
+FAMILIES: dict[str, Family] = {family.name: family for family in (CNN2D, CNN3D, CLASSIFIER)}
 
 
 def get_family(name: str) -> Family:

@@ -32,6 +32,13 @@ class SettingError(ValueError):
         self.message = message
 
 
+def check_fields(fields: Sequence[str], available: Sequence[str]) -> None:
+    """Every input field of a map family is one the data provide (``data.fields``)."""
+    missing = [f for f in fields if f not in available]
+    if missing:
+        raise SettingError("fields", f"{missing} are not in data.fields {list(available)}")
+
+
 @dataclass(frozen=True)
 class Figure:
     """A report figure of an experiment: ``results/<experiment>/figures/<name>.png``.
@@ -120,6 +127,10 @@ class Family:
             products.append(f"{base}/clusters.json")
         return products
 
+    def suites(self, settings: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+        """CMD suites whose map shards the experiment reads (map families): ``data.suite``."""
+        return [config["data"]["suite"]]
+
     def descriptive_params(self, settings: Mapping[str, Any]) -> list[str]:
         """Parameters that describe the embeddings (t-SNE colours, the KNN score): the first
         is the one the cluster summary scores."""
@@ -185,16 +196,15 @@ class Family:
         raise NotImplementedError(f"family {self.name} predicts no real data")
 
     def plot(
-        self, figure: str, inputs: Sequence[str], output: str, settings: Mapping[str, Any]
+        self, figure: str, inputs: Sequence[str], output: str, colour_by: Sequence[str]
     ) -> None:
-        """Draw ``figure`` from its ``inputs`` (in :attr:`Figure.inputs` order) to ``output``."""
+        """Draw ``figure`` from its ``inputs`` (in :attr:`Figure.inputs` order) to ``output``;
+        ``colour_by`` are the :meth:`descriptive_params` of the experiment."""
         from astroflow import plots
 
         if figure == TRAINING_CURVES.name:
             plots.plot_training_curves(inputs[0], output, loss_label=self.loss_label)
         elif figure == TSNE.name:
-            plots.plot_tsne(
-                inputs[0], inputs[1], output, colour_by=self.descriptive_params(settings)[:2]
-            )
+            plots.plot_tsne(inputs[0], inputs[1], output, colour_by=list(colour_by)[:2])
         else:
             raise KeyError(f"family {self.name} does not draw figure {figure!r}")

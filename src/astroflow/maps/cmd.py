@@ -6,12 +6,18 @@ downstream sees one layout whichever source produced it.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 MAPS_PER_SIM = 15
 """CMD stores 15 projected maps per simulation; map ``i`` belongs to simulation ``i // 15``."""
 
 PARAM_NAMES: tuple[str, ...] = ("Omega_m", "sigma_8", "A_SN1", "A_AGN1", "A_SN2", "A_AGN2")
+
+SYNTHETIC_SUITES: tuple[str, ...] = ("IllustrisTNG", "SIMBA", "Astrid")
+"""Suites the synthetic generator stands in for (its feedback models:
+:data:`astroflow.maps.synthetic.SUITE_MODELS`)."""
 
 LH_RANGES: dict[str, tuple[float, float]] = {
     "Omega_m": (0.1, 0.5),
@@ -50,3 +56,12 @@ def _range_arrays() -> tuple[np.ndarray, np.ndarray]:
     lo = np.array([LH_RANGES[p][0] for p in PARAM_NAMES], dtype=np.float64)
     hi = np.array([LH_RANGES[p][1] for p in PARAM_NAMES], dtype=np.float64)
     return lo, hi
+
+
+def suite_seed(seed: int, suite: str, primary: str) -> int:
+    """Seed of the synthetic stand-in of ``suite``: ``seed`` itself for the config's own suite
+    (``primary``), a different, stable one for every other suite, as CMD's suites are separate
+    simulations with their own parameter samples and initial conditions."""
+    if suite == primary:
+        return seed
+    return int(np.random.SeedSequence([seed, zlib.crc32(suite.encode())]).generate_state(1)[0])

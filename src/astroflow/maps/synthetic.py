@@ -15,7 +15,9 @@ maps whose statistics respond to the same six parameters in physically motivated
   with log-normal scatter.
 
 The scatter fields are independent small-scale Gaussian fields, so HI and B correlate with the
-gas (and each other) without being functions of it.
+gas (and each other) without being functions of it. Suites (IllustrisTNG, SIMBA, Astrid) differ
+as their feedback models do (:data:`SUITE_MODELS`): where AGN remove HI, how far magnetised
+outflows reach, and, for SIMBA, jets that spread part of the gas.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +84,31 @@ SCATTER_RADIUS = 0.25
 """Mpc/h; correlation length of the scatter fields, about a pixel of a 64x64 map."""
 
 
+@dataclass(frozen=True)
+class SuiteModel:
+    """What a simulation suite's subgrid physics changes in the synthetic baryons.
+
+    CMD suites share cosmology, initial conditions and gravity, and differ in their feedback
+    models; so do their synthetic stand-ins. ``delta_agn``: overdensity above which AGN heating
+    removes HI; ``outflow_radius``: reach (Mpc/h at A_AGN2 = 1) of magnetised AGN outflows;
+    ``jet_fraction``, ``jet_radius``: share of the gas that AGN jets spread over ``jet_radius``
+    * A_AGN1 Mpc/h (SIMBA's bipolar jets move gas out of haloes, which no other suite does).
+    """
+
+    delta_agn: float = DELTA_AGN
+    outflow_radius: float = OUTFLOW_RADIUS
+    jet_fraction: float = 0.0
+    jet_radius: float = 0.5
+
+
+SUITE_MODELS: dict[str, SuiteModel] = {
+    "IllustrisTNG": SuiteModel(),
+    "SIMBA": SuiteModel(delta_agn=4.0, outflow_radius=1.6, jet_fraction=0.3),
+    "Astrid": SuiteModel(delta_agn=25.0, outflow_radius=0.5),
+}
+"""Suites the synthetic generator can stand in for, and their feedback models."""
+
+
 def sample_lh_params(n_sims: int, rng: np.random.Generator) -> np.ndarray:
     """Latin hypercube over the CMD LH ranges: (n_sims, 6) in ``cmd.PARAM_NAMES`` order.
 
@@ -106,6 +134,7 @@ def synthesize_maps_for_sim(
     box_size: float,
     rng: np.random.Generator,
     fields: Sequence[str] = SYNTHETIC_FIELDS,
+    suite: SuiteModel = SUITE_MODELS["IllustrisTNG"],
 ) -> dict[str, np.ndarray]:
     """Maps of one simulation: ``{field: (n_maps, map_size, map_size) float32}``, all positive.
 
@@ -129,6 +158,9 @@ def synthesize_maps_for_sim(
     g = gaussian_random_field(map_size, box_size, power, gas_rng, size=n_maps)
     # exp(g - var/2) has unit mean, so the expected mean column is the cosmic baryon one.
     delta = np.exp(g - 0.5 * grid_variance(map_size, box_size, power))
+    if suite.jet_fraction:  # smoothing keeps the mean, so the mean column stays cosmic
+        spread = _smooth(delta, box_size, suite.jet_radius * a_agn1)
+        delta = (1.0 - suite.jet_fraction) * delta + suite.jet_fraction * spread
     mean_column = OMEGA_B * RHO_CRIT * box_size / SLABS_PER_BOX
 
     out: dict[str, np.ndarray] = {}
@@ -137,14 +169,14 @@ def synthesize_maps_for_sim(
     if "HI" in fields:
         y = delta / DELTA_SELF_SHIELD
         neutral = F_NEUTRAL * y / (1.0 + y * a_sn1**SN_PLATEAU_SLOPE)
-        neutral /= 1.0 + (delta * a_agn1 / DELTA_AGN) ** 2
+        neutral /= 1.0 + (delta * a_agn1 / suite.delta_agn) ** 2
         hi = HYDROGEN_FRACTION * mean_column * delta * neutral
         hi = _smooth(hi, box_size, WIND_RADIUS * a_sn2)
         hi *= _lognormal_scatter(HI_SCATTER * np.sqrt(a_agn2), map_size, box_size, n_maps, hi_rng)
         out["HI"] = hi.astype(np.float32)
     if "B" in fields:
         frozen = B_FROZEN * delta ** (2.0 / 3.0) * np.sqrt(1.0 + a_sn1 * delta / DELTA_DYNAMO)
-        outflow = B_OUTFLOW * a_agn1 * _smooth(delta**2, box_size, OUTFLOW_RADIUS * a_agn2)
+        outflow = B_OUTFLOW * a_agn1 * _smooth(delta**2, box_size, suite.outflow_radius * a_agn2)
         b = (frozen + outflow) * _lognormal_scatter(B_SCATTER, map_size, box_size, n_maps, b_rng)
         out["B"] = b.astype(np.float32)
     return out
@@ -167,13 +199,15 @@ def write_synthetic_cmd(
     nothing appears under a final name unless every file is complete. Parameters are rounded to
     the 5 decimals written in the table before synthesis, so the table is the exact truth.
     ``SeedSequence(seed)`` child 0 draws the parameters and child i + 1 the maps of simulation
-    i: same seed, same bytes.
+    i: same seed, same bytes. ``suite`` names the feedback model (:data:`SUITE_MODELS`).
     Returns the map paths in ``fields`` order, then the parameter table path.
     """
     fields = list(fields)
     unknown = [f for f in fields if f not in SYNTHETIC_FIELDS]
     if not fields or unknown or len(set(fields)) != len(fields):
         raise ValueError(f"fields must be distinct names among {SYNTHETIC_FIELDS}, got {fields}")
+    if suite not in SUITE_MODELS:
+        raise ValueError(f"no synthetic model of suite {suite!r}; known: {list(SUITE_MODELS)}")
     out_dir = Path(out_dir)
     param_seq, *sim_seqs = np.random.SeedSequence(seed).spawn(n_sims + 1)
     theta = np.round(sample_lh_params(n_sims, np.random.default_rng(param_seq)), 5)
@@ -190,7 +224,13 @@ def write_synthetic_cmd(
             )
         for i, seq in enumerate(sim_seqs):
             maps = synthesize_maps_for_sim(
-                theta[i], n_maps, map_size, box_size, np.random.default_rng(seq), fields
+                theta[i],
+                n_maps,
+                map_size,
+                box_size,
+                np.random.default_rng(seq),
+                fields,
+                SUITE_MODELS[suite],
             )
             for field in fields:
                 arrays[field][i * n_maps : (i + 1) * n_maps] = maps[field]

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from astroflow.families.base import TRAINING_CURVES, TSNE, Family, Figure, SettingError
+from astroflow.families.base import (
+    TRAINING_CURVES,
+    TSNE,
+    Family,
+    Figure,
+    SettingError,
+    check_fields,
+)
 from astroflow.maps.cmd import PARAM_NAMES
 
 FIELD_LIST = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}}
@@ -80,20 +87,13 @@ class Cnn2d(Family):
 
         embed_maps(model, meta, model_path, shard_paths, out_h5, **loader)
 
-    def plot(self, figure, inputs, output, settings):
+    def plot(self, figure, inputs, output, colour_by):
         if figure == PREDICTIONS.name:
             from astroflow.plots import plot_predictions
 
             plot_predictions(inputs[0], output)
         else:
-            super().plot(figure, inputs, output, settings)
-
-
-def check_fields(fields: Sequence[str], available: Sequence[str]) -> None:
-    """Every input field is one the data provide (``data.fields``)."""
-    missing = [f for f in fields if f not in available]
-    if missing:
-        raise SettingError("fields", f"{missing} are not in data.fields {list(available)}")
+            super().plot(figure, inputs, output, colour_by)
 
 
 CNN2D = Cnn2d()

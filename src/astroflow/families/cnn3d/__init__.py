@@ -114,7 +114,7 @@ class Cnn3d(Family):
             threads=threads,
         )
 
-    def plot(self, figure, inputs, output, settings):
+    def plot(self, figure, inputs, output, colour_by):
         from astroflow.cubes import plots
 
         if figure == PROFILES.name:
@@ -122,7 +122,7 @@ class Cnn3d(Family):
         elif figure == RESIDUAL_MAPS.name:
             plots.plot_residual_maps(inputs[0], output)
         else:
-            super().plot(figure, inputs, output, settings)
+            super().plot(figure, inputs, output, colour_by)
 
 
 CNN3D = Cnn3d()
