@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Colormap, ListedColormap, LogNorm
 from matplotlib.figure import Figure
 
+from astroflow.evaluation.regression import r2_score
 from astroflow.io import atomic_path, string_attr
 
 DPI = 120
@@ -277,14 +278,12 @@ def plot_predictions(
         lo = min(truth[:, j].min(), mean[:, j].min())
         hi = max(truth[:, j].max(), mean[:, j].max())
         ax.plot([lo, hi], [lo, hi], color="k", lw=1, ls="--")
-        r2, rmse = (
-            _r2(truth[:, j], mean[:, j]),
-            float(np.sqrt(np.mean((mean[:, j] - truth[:, j]) ** 2))),
-        )
+        r2 = r2_score(truth[:, j], mean[:, j])
+        rmse = float(np.sqrt(np.mean((mean[:, j] - truth[:, j]) ** 2)))
         ax.text(
             0.04,
             0.96,
-            f"$R^2$ = {r2:.3f}\nRMSE = {rmse:.3g}",
+            f"$R^2$ = {'undefined' if r2 is None else f'{r2:.3f}'}\nRMSE = {rmse:.3g}",
             transform=ax.transAxes,
             va="top",
             bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
@@ -377,12 +376,6 @@ def _read_train_log(path: str | os.PathLike[str]) -> pd.DataFrame:
     if log.empty:
         raise ValueError(f"{path}: training log has no rows")
     return log
-
-
-def _r2(truth: np.ndarray, predicted: np.ndarray) -> float:
-    ss_tot = float(np.sum((truth - truth.mean()) ** 2))
-    ss_res = float(np.sum((truth - predicted) ** 2))
-    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
 
 
 def save_png(fig: Figure, out_png: str | os.PathLike[str]) -> None:

@@ -169,14 +169,3 @@ def wrap_model(model: nn.Module, world: World) -> nn.Module:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         device_ids = [world.device.index]
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module behind DDP and ``torch.compile`` wrappers (whose keys a model file uses)."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
