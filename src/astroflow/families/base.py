@@ -14,6 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from astroflow.maps.cmd import MAPS_PER_SIM
+from astroflow.maps.splits import split_simulations
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -126,6 +129,15 @@ class Family:
         if self.embeds:
             products.append(f"{base}/clusters.json")
         return products
+
+    def items(self, split: str, settings: Mapping[str, Any], config: Mapping[str, Any]) -> int:
+        """Items (maps or cubes) of ``split`` the experiment reads, from the config alone: the
+        parse-time check compares batch sizes and analysis settings with them."""
+        if self.data == "cubes":
+            return config["cubes"]["shards"][split] * config["cubes"]["cores_per_shard"]
+        data = config["data"]
+        sims = split_simulations(data["n_sims"], data["splits"], config["seed"])[split]
+        return MAPS_PER_SIM * len(sims) * len(self.suites(settings, config))
 
     def suites(self, settings: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
         """CMD suites whose map shards the experiment reads (map families): ``data.suite``."""

@@ -19,6 +19,9 @@ SYNTHETIC_SUITES: tuple[str, ...] = ("IllustrisTNG", "SIMBA", "Astrid")
 """Suites the synthetic generator stands in for (its feedback models:
 :data:`astroflow.maps.synthetic.SUITE_MODELS`)."""
 
+SYNTHETIC_FIELDS: tuple[str, ...] = ("Mgas", "HI", "B")
+"""Fields the synthetic generator makes; real CMD data offer all of :data:`MAP_FIELDS`."""
+
 LH_RANGES: dict[str, tuple[float, float]] = {
     "Omega_m": (0.1, 0.5),
     "sigma_8": (0.6, 1.0),
