@@ -5,9 +5,9 @@ network still answers with plausible-looking profiles. So the emission is locate
 the cube's own frame: the mean spectrum over the unblanked columns, its baseline (a low
 percentile, since a line may fill most of a narrow band), its noise (from the channel-to-channel
 differences of single pixels, which a broad line hardly affects), and the channels clearly
-above the baseline. Their intensity-weighted velocity is the systemic velocity, which a cube can be centred
-on; a cube without emission, or whose emission lies mostly outside the training channels, is
-refused with a message saying which config key moves it.
+above the baseline. Their intensity-weighted velocity is the systemic velocity, which a cube
+can be centred on; a cube without emission, or whose emission lies mostly outside the
+training channels, is refused with a message saying which config key moves it.
 """
 
 from __future__ import annotations
