@@ -69,6 +69,7 @@ rule compute_stats:
         splits=canonical(DATA["splits"]),
         seed=config["seed"],
         log_floor=DATA["log_floor"],
+        floor_non_positive=DATA["floor_non_positive"],
     script:
         "../scripts/compute_stats.py"
 

@@ -17,4 +17,5 @@ with log_to_file(snakemake.log[0]):
         p.seed,
         p.log_floor,
         snakemake.output[0],
+        floor_non_positive=p.floor_non_positive,
     )
