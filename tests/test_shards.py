@@ -298,7 +298,7 @@ def _corrupt(raw_dir: Path, how: str) -> str:
     elif how == "truncated":
         hi.write_bytes(hi.read_bytes()[:-100])
     elif how == "not_npy":
-        hi.write_text("this is not an array\n")
+        hi.write_text("<html><body>404 Not Found</body></html>\n")
     elif how == "rows":
         np.savetxt(table, np.loadtxt(table)[:-1])
     elif how == "columns":
@@ -351,6 +351,7 @@ def test_bad_raw_input_fails_stats_naming_the_file(raw, tmp_path: Path, how: str
         )  # fmt: skip
     if how in ("nan_map", "inf_map"):
         assert "map index 0" in str(info.value)
+    assert "pickle" not in str(info.value)
     assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
@@ -467,3 +468,10 @@ def test_flooring_is_a_switch_recorded_in_stats_and_shards(raw, tmp_path: Path) 
         assert h5.attrs["floored_pixels"] == int(
             np.count_nonzero(data["HI"][h5["map_index"][:]] <= 0)
         )
+
+
+def test_maps_of_another_size_than_the_config_are_refused(raw, tmp_path: Path) -> None:
+    raw_dir, _ = raw
+    with pytest.raises(DataFormatError, match=r"Mgas.*16x16 pixels but data.map_size is 32"):
+        stats_for(raw_dir, tmp_path / "stats.json", map_size=32)
+    assert stats_for(raw_dir, tmp_path / "stats.json", map_size=SIZE)["map_size"] == SIZE

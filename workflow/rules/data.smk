@@ -70,6 +70,7 @@ rule compute_stats:
         seed=config["seed"],
         log_floor=DATA["log_floor"],
         floor_non_positive=DATA["floor_non_positive"],
+        map_size=DATA["map_size"],
     script:
         "../scripts/compute_stats.py"
 

@@ -20,6 +20,8 @@ rule infer:
         gpu=inference_gpus,
         mem_mb=experiment_mem_mb,
         runtime=experiment_runtime,
+    params:
+        settings=experiment_settings,
     script:
         "../scripts/infer.py"
 

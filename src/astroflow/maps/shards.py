@@ -105,6 +105,7 @@ def compute_train_stats(
     log_floor: float,
     out_json: str | os.PathLike[str],
     *,
+    map_size: int | None = None,
     floor_non_positive: bool = False,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> dict:
@@ -117,6 +118,7 @@ def compute_train_stats(
     combined chunk by chunk in float64 (Chan et al. pairwise update), so memory stays bounded
     whatever the file size.
 
+    Maps of another side than ``map_size`` (the config's ``data.map_size``) are refused too.
     Every field is log-transformed, so each train map must be physically plausible first: a
     non-positive pixel (unless ``floor_non_positive``: then it is floored at ``log_floor`` and
     counted), a constant map, or a map holding most of the field's variance is a
@@ -132,6 +134,12 @@ def compute_train_stats(
         raise ValueError(f"split fractions {dict(fractions)} have no 'train' split")
     splits = split_simulations(n_sims, fractions, seed)
     raw = _open_raw(Path(raw_dir), suite, set_name, fields, n_sims)
+    if map_size is not None and raw.map_size != map_size:
+        raise DataFormatError(
+            f"{raw.paths[fields[0]]}: maps of {raw.map_size}x{raw.map_size} pixels but "
+            f"data.map_size is {map_size}; set data.map_size: {raw.map_size} or use files of "
+            f"{map_size}x{map_size} maps"
+        )
     train_maps = maps_of_sims(splits["train"])
     chunk_maps = _maps_per_read(raw.map_size, chunk_bytes)
 
@@ -301,6 +309,14 @@ def _open_raw(
 def _open_maps(path: Path, n_sims: int) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"raw map file not found: {path}")
+    with open(path, "rb") as fh:
+        start = fh.read(6)
+    # numpy's error for a file that is no .npy at all talks about pickles: say what it is.
+    if start != b"\x93NUMPY":
+        raise DataFormatError(
+            f"{path}: not a .npy file (it starts with {start!r}: an HTML error page or another "
+            "file saved under this name?); fetch or copy the file again"
+        )
     try:
         maps = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
