@@ -475,3 +475,32 @@ def test_maps_of_another_size_than_the_config_are_refused(raw, tmp_path: Path) -
     with pytest.raises(DataFormatError, match=r"Mgas.*16x16 pixels but data.map_size is 32"):
         stats_for(raw_dir, tmp_path / "stats.json", map_size=32)
     assert stats_for(raw_dir, tmp_path / "stats.json", map_size=SIZE)["map_size"] == SIZE
+
+
+@pytest.mark.parametrize(("column", "value"), [(0, 5.0), (1, -0.8)])
+def test_lh_parameters_outside_their_ranges_name_file_row_and_parameter(
+    raw, tmp_path: Path, column: int, value: float
+) -> None:
+    raw_dir, data = raw
+    table = data["params"].copy()
+    table[4, column] = value
+    np.savetxt(raw_dir / cmd.params_filename(SUITE, SET), table)
+    name = cmd.PARAM_NAMES[column]
+    with pytest.raises(DataFormatError, match=rf"row 4 .*has {name} = {value:g}, outside the LH"):
+        stats_for(raw_dir, tmp_path / "stats.json")
+
+
+def test_other_sets_may_leave_the_lh_ranges(tmp_path: Path) -> None:
+    raw_dir = tmp_path / "raw"
+    data = write_raw(raw_dir)
+    table = data["params"].copy()
+    table[:, 0] = 0.05  # 1P and EX sets vary parameters beyond the LH box on purpose
+    for field in FIELDS:
+        lh = raw_dir / cmd.map_filename(field, SUITE, SET)
+        lh.rename(raw_dir / cmd.map_filename(field, SUITE, "EX"))
+    np.savetxt(raw_dir / cmd.params_filename(SUITE, "EX"), table)
+    stats = compute_train_stats(
+        raw_dir, SUITE, "EX", FIELDS, N_SIMS, FRACTIONS, SEED, FLOOR, tmp_path / "s.json",
+        floor_non_positive=True,
+    )  # fmt: skip
+    assert stats["set"] == "EX"

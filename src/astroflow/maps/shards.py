@@ -302,6 +302,8 @@ def _open_raw(
             )
     params_path = raw_dir / cmd.params_filename(suite, set_name)
     params = _load_params(params_path, n_sims)
+    if set_name == "LH":
+        _check_lh_ranges(params, params_path)
     sizes = {p.name: p.stat().st_size for p in [*paths.values(), params_path]}
     return _RawSet(maps, paths, params, int(maps[fields[0]].shape[1]), sizes)
 
@@ -359,6 +361,22 @@ def _load_params(path: Path, n_sims: int) -> np.ndarray:
     if bad_rows.size:
         raise DataFormatError(f"{path}: non-finite parameters in row(s) {bad_rows[:10].tolist()}")
     return table
+
+
+def _check_lh_ranges(table: np.ndarray, path: Path) -> None:
+    """LH parameters lie in the latin-hypercube ranges (other sets, 1P and EX say, leave them
+    on purpose); a value outside names the file, the row and the parameter."""
+    for j, name in enumerate(cmd.PARAM_NAMES):
+        lo, hi = cmd.LH_RANGES[name]
+        # The table is written with a few digits: allow its rounding at the edges.
+        outside = np.flatnonzero((table[:, j] < lo * (1 - 1e-6)) | (table[:, j] > hi * (1 + 1e-6)))
+        if outside.size:
+            row = int(outside[0])
+            raise DataFormatError(
+                f"{path}: row {row} (simulation {row}) has {name} = {table[row, j]:g}, outside "
+                f"the LH range [{lo:g}, {hi:g}] ({outside.size} row(s) affected); the table is "
+                "corrupt or of another set (data.set)"
+            )
 
 
 def _field_moments(
