@@ -195,6 +195,14 @@ def figure_inputs(wildcards):
     return [f"results/{wildcards.experiment}/{name}" for name in figure.inputs]
 
 
+def figure_colours(wildcards):
+    """Descriptive parameters of a figure coloured by them, none for the others: a change of
+    the parameters redraws only the figures that show them."""
+    if family_of(wildcards.experiment).figure(wildcards.figure).coloured:
+        return descriptive_params(wildcards)
+    return []
+
+
 def figure_category(wildcards):
     return family_of(wildcards.experiment).figure(wildcards.figure).category
 

@@ -55,6 +55,9 @@ class Figure:
     inputs: tuple[str, ...]
     caption: str
     category: str
+    coloured: bool = False
+    """Whether the figure is coloured by the experiment's descriptive parameters (so a change
+    of them redraws it, and only it)."""
 
 
 TRAINING_CURVES = Figure(
@@ -72,6 +75,7 @@ TSNE = Figure(
     "first parameters and by KMeans cluster. Neighbours in the map are neighbours in the "
     "embedding; distances between far-apart groups carry no meaning.",
     "Embeddings",
+    coloured=True,
 )
 
 
