@@ -127,7 +127,10 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     stops the run before any job is scheduled.
     """
     schema = yaml.safe_load(Path(schema_path).read_text())
+    given = set(config.get("data", {})) if isinstance(config.get("data"), dict) else set()
     _validate(config, schema, "")
+    if config["data"]["source"] == "local":
+        _shape_from_files(config["data"], given)
     common = schema["definitions"]["experiment"]
     experiments: dict[str, Any] = {}
     sweeps: dict[str, Any] = {}
@@ -144,6 +147,43 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     config["sweeps"] = sweeps
     _check_consistency(config)
     return config
+
+
+def _shape_from_files(data: dict[str, Any], given: set[str]) -> None:
+    """``data.n_sims`` and ``data.map_size`` of CMD files used in place: taken from the files
+    when the config leaves them out, checked against them when it gives them."""
+    # Imported here: numpy, which a workflow without local files never needs while parsing.
+    from astroflow.maps.local import cmd_folder_shape, params_rows
+
+    if not data.get("path"):
+        raise ConfigError("invalid config value at 'data.path': required when source is 'local'")
+    try:
+        shapes = {
+            field: cmd_folder_shape(data["path"], data["suite"], data["set"], field)
+            for field in data["fields"]
+        }
+        rows = params_rows(data["path"], data["suite"], data["set"])
+    except ValueError as err:
+        raise ConfigError(f"invalid config value at 'data.path': {err}") from None
+    (field, (n_sims, size)), *others = shapes.items()
+    for other, shape in others:
+        if shape != (n_sims, size):
+            raise ConfigError(
+                f"invalid config value at 'data.fields': {other} maps are {shape[0]} simulations "
+                f"of {shape[1]} px, {field} maps {n_sims} of {size} px"
+            )
+    if rows != n_sims:
+        raise ConfigError(
+            f"invalid config value at 'data.path': the parameter table has {rows} rows, the "
+            f"{field} maps {n_sims} simulations"
+        )
+    for key, found in (("n_sims", n_sims), ("map_size", size)):
+        if key in given and data[key] != found:
+            raise ConfigError(
+                f"invalid config value at 'data.{key}': got {data[key]}, the files in "
+                f"{data['path']} have {found}; leave it out to take it from the files"
+            )
+        data[key] = found
 
 
 def _validate(instance: Any, schema: Mapping[str, Any], prefix: str, owner: str = "") -> None:

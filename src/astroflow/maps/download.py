@@ -306,12 +306,12 @@ def npy_validator(
     return validate
 
 
-def check_npy_header(
-    fh: BinaryIO, name: str, shape: tuple[int, ...], dtype: np.dtype, keys: str = ""
-) -> int:
-    """Check the .npy header at the start of ``fh`` against ``shape`` and ``dtype``; return
-    the offset of the data. Raises ``ValueError`` naming ``name`` (never numpy's own advice,
-    which for a file that is no .npy at all is about pickles)."""
+def read_npy_header(fh: BinaryIO, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset from the .npy header at the start of ``fh``.
+
+    Raises ``ValueError`` naming ``name`` (never numpy's own advice, which for a file that is
+    no .npy at all is about pickles).
+    """
     start = fh.read(6)
     if start != b"\x93NUMPY":
         raise ValueError(
@@ -329,13 +329,22 @@ def check_npy_header(
             raise ValueError(f"unsupported .npy format version {version}")
     except ValueError as exc:
         raise ValueError(f"{name}: not a readable .npy header ({exc})") from None
-    got_shape, _, got_dtype = header
-    if tuple(got_shape) != shape:
+    shape, _, dtype = header
+    return tuple(int(n) for n in shape), dtype, fh.tell()
+
+
+def check_npy_header(
+    fh: BinaryIO, name: str, shape: tuple[int, ...], dtype: np.dtype, keys: str = ""
+) -> int:
+    """Check the .npy header at the start of ``fh`` against ``shape`` and ``dtype``; return
+    the offset of the data. Raises ``ValueError`` naming ``name`` and ``keys``."""
+    got_shape, got_dtype, offset = read_npy_header(fh, name)
+    if got_shape != shape:
         hint = f"; {keys}" if keys else ""
-        raise ValueError(f"{name}: shape {tuple(got_shape)}, expected {shape}{hint}")
+        raise ValueError(f"{name}: shape {got_shape}, expected {shape}{hint}")
     if got_dtype != dtype:
         raise ValueError(f"{name}: dtype {got_dtype.str}, expected {dtype.str}")
-    return fh.tell()
+    return offset
 
 
 def check_remote_npy(
