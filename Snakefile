@@ -18,10 +18,21 @@ os.environ.update(
 )
 
 
+from astroflow.config import ConfigError, load_config_file
+
+DEFAULT_CONFIG = os.path.join(workflow.basedir, "config", "config.yaml")
+# Read strictly first: a YAML error names its file and line, a repeated key is refused.
+try:
+    for path in workflow.overwrite_configfiles or [DEFAULT_CONFIG]:
+        load_config_file(path)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+
 # A config file given with --configfile replaces the default instead of being merged into it.
 if not workflow.overwrite_configfiles:
 
-    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+    configfile: DEFAULT_CONFIG
 
 
 report: "workflow/report/workflow.rst"

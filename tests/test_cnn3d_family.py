@@ -19,7 +19,7 @@ from cube_factory import tiny_config, write_frequency_cube
 from astroflow.cluster import cluster
 from astroflow.cubes.baseline import profile_metrics
 from astroflow.cubes.dataset import CubeDataset
-from astroflow.cubes.fits import write_shard_examples
+from astroflow.cubes.fits import FitsCubeError, write_shard_examples
 from astroflow.cubes.params import PARAM_NAMES
 from astroflow.cubes.scaling import fit_scaling
 from astroflow.cubes.shards import read_cube_shard, write_cube_shard
@@ -251,3 +251,44 @@ def test_reloaded_model_predicts_any_map_size(run):
     with torch.no_grad():
         assert model(torch.zeros(1, 24, 20, 12)).shape == (1, 16, 20, 12)
     assert meta["core_config"]["n_channels"] == 24
+
+
+def test_predict_fits_refuses_a_line_outside_the_training_channels(run, observed, tmp_path):
+    out, _ = run
+    _, shifted = observed  # the line moved by +5 km/s, the training channels span 4.8
+    with pytest.raises(FitsCubeError, match="cubes.velocity_offset_kms to about 5"):
+        predict_fits(out / "model.pt", shifted, tmp_path / "d.fits", tmp_path / "v.fits")
+    assert not (tmp_path / "d.fits").exists() and not (tmp_path / "v.fits").exists()
+
+
+def test_predict_fits_centred_on_the_emission_matches_the_right_offset(run, observed, tmp_path):
+    out, _ = run
+    _, shifted = observed
+    by_hand = predict_fits(
+        out / "model.pt", shifted, tmp_path / "d0.fits", tmp_path / "v0.fits", velocity_offset_kms=5
+    )
+    centred = predict_fits(
+        out / "model.pt", shifted, tmp_path / "d.fits", tmp_path / "v.fits", center_on_emission=True
+    )
+    # The estimate also takes out the core's own systemic velocity (|v| <= 0.2 km/s in
+    # training), which the hand-set offset of 5 km/s leaves in.
+    assert np.median(np.abs(np.log10(centred[0] / by_hand[0]))) < 0.1
+    assert np.median(np.abs(centred[1] - by_hand[1])) < 0.25
+    assert abs(fits.getheader(tmp_path / "d.fits")["HIERARCH ASTROFLOW VOFFSET"] - 5.0) < 0.3
+
+
+def test_predict_fits_warns_about_a_cube_smaller_than_the_receptive_field(
+    run, observed, tmp_path, caplog
+):
+    out, _ = run
+    example, _ = observed
+    with fits.open(example) as hdul:
+        header = WCS(hdul[0].header)[:, 6:9, 6:9].to_header()
+        for key in ("BUNIT", "RESTFRQ", "SPECSYS", "BMAJ", "BMIN"):
+            header[key] = hdul[0].header[key]
+        fits.PrimaryHDU(hdul[0].data[:, 6:9, 6:9], header).writeto(tmp_path / "small.fits")
+    with caplog.at_level(logging.WARNING, logger="astroflow.families.cnn3d.products"):
+        predict_fits(
+            out / "model.pt", tmp_path / "small.fits", tmp_path / "d.fits", tmp_path / "v.fits"
+        )
+    assert "receptive field of 5 x 5" in caplog.text

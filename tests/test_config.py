@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from astroflow.config import ConfigError, validate_config
+from astroflow.config import ConfigError, load_config_file, validate_config
 from astroflow.cubes.config import CoreConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,3 +125,86 @@ def test_cube_settings_map_onto_the_core_configuration():
     validate_config(config, SCHEMA)
     built = CoreConfig.from_mapping(config["cubes"]["core"])
     assert (built.grid_size, built.n_channels, built.flat_radius_pc) == (16, 24, (0.006, 0.02))
+
+
+def tiny() -> dict:
+    """config/test.yaml: the sizes the parse-time checks compare against."""
+    return yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "expected"),
+    [
+        (
+            lambda c: c["experiments"]["cnn2d_mgas"].update(gpus=2, batch_size=31),
+            "experiments.cnn2d_mgas.batch_size",
+            "multiple of 2",
+        ),
+        (
+            lambda c: c["experiments"]["cnn2d_mgas"].update(dropout=1.0),
+            "experiments.cnn2d_mgas.dropout",
+            "maximum",
+        ),
+        (lambda c: c["analysis"].update(n_clusters=60), "analysis.n_clusters", "60 items"),
+        (
+            lambda c: (
+                c["experiments"].update(cnn3d_cores={"model": "cnn3d"})
+                or c["analysis"].update(n_clusters=16)
+            ),
+            "analysis.n_clusters",
+            "experiment 'cnn3d_cores' holds 16 items",
+        ),
+        (lambda c: c["analysis"].update(knn_neighbors=46), "analysis.knn_neighbors", "at most 45"),
+        (
+            lambda c: c["experiments"]["cnn3d_cores"].update(batch_size=65),
+            "experiments.cnn3d_cores.batch_size",
+            "64 items",
+        ),
+        (
+            lambda c: c["experiments"]["cnn2d_mgas"].update(batch_size=181),
+            "experiments.cnn2d_mgas.batch_size",
+            "180 items",
+        ),
+        (lambda c: c["data"].update(fields=["Mgas", "T"]), "data.fields", "['T']"),
+        (lambda c: c.update(seed=-1), "seed", "minimum"),
+        (
+            lambda c: c["experiments"].update(CNN2D_MGAS={}),
+            "experiments.CNN2D_MGAS",
+            "only in case",
+        ),
+    ],
+)
+def test_late_errors_are_caught_at_parse_time(mutate, key, expected):
+    config = tiny()
+    mutate(config)
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, SCHEMA)
+    message = str(error.value)
+    assert f"'{key}'" in message
+    assert expected in message
+
+
+def test_classifier_counts_two_items_per_map():
+    config = tiny()
+    config["analysis"]["n_clusters"] = 100  # > 60 maps, < 120 classifier items
+    config["experiments"] = {"c": config["experiments"]["classify_phases"]}
+    validate_config(config, SCHEMA)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("seed: 7\ndata:\n  source: synthetic\n   n_sims: [3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml, line 4"):
+        load_config_file(path)
+
+
+def test_repeated_key_is_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("data:\n  source: synthetic\nexperiments: {}\ndata:\n  n_sims: 3\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml, line 4: key 'data' is given twice"):
+        load_config_file(path)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "camels.yaml"])
+def test_shipped_configs_load_strictly(name):
+    assert load_config_file(ROOT / "config" / name)["experiments"]

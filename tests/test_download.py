@@ -17,7 +17,9 @@ import pytest
 from astroflow.maps import download
 from astroflow.maps.cmd import LH_RANGES, MAPS_PER_SIM, PARAM_NAMES, map_filename, params_filename
 from astroflow.maps.download import (
+    HEADER_BYTES,
     DownloadError,
+    check_remote_npy,
     cmd_url,
     download_file,
     npy_validator,
@@ -91,7 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
         claimed = len(body) + state.extra_length
         start = 0
         if range_header and not state.ignore_range:
-            start = int(re.fullmatch(r"bytes=(\d+)-", range_header).group(1))
+            first, last = re.fullmatch(r"bytes=(\d+)-(\d*)", range_header).groups()
+            start = int(first)
+            end = min(int(last), claimed - 1) if last else claimed - 1
             if start >= claimed:
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{claimed}")
@@ -99,13 +103,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{claimed - 1}/{claimed}")
+            self.send_header("Content-Range", f"bytes {start}-{end}/{claimed}")
         else:
             self.send_response(200)
+            end = claimed - 1
         if not state.omit_length:
-            self.send_header("Content-Length", str(claimed - start))
+            self.send_header("Content-Length", str(end + 1 - start))
         self.end_headers()
-        payload = body[start:]
+        payload = body[start : end + 1]
         if state.cut_after is not None:
             payload, state.cut_after = payload[: state.cut_after], None
         elif state.stall_after is not None:
@@ -335,8 +340,9 @@ def test_npy_validator_checks_dtype_byte_order_and_size(tmp_path):
         check(extra)
     html = tmp_path / "error.npy"
     html.write_bytes(b"<html>Service Unavailable</html>")
-    with pytest.raises(ValueError, match=r"error.npy: not a readable .npy header"):
+    with pytest.raises(ValueError, match=r"error.npy: not a .npy file") as error:
         check(html)
+    assert "pickle" not in str(error.value)
 
 
 def test_params_validator_checks_rows_columns_and_finiteness(tmp_path):
@@ -358,3 +364,28 @@ def test_params_validator_checks_rows_columns_and_finiteness(tmp_path):
     path.write_text("<html>Not Found</html>\n")
     with pytest.raises(ValueError, match=r"not a numeric table"):
         check(path)
+
+
+KEYS = "expected from data.n_sims and data.map_size"
+
+
+def test_header_of_another_shape_stops_before_the_download(server, tmp_path):
+    server.files[MAPS_NAME] = _npy_bytes(np.ones((SHAPE[0], 8, 8), np.float32))
+    url = cmd_url(server.base_url, MAPS_NAME)
+    with pytest.raises(DownloadError, match=r"shape .*8, 8\), expected .*data.n_sims") as error:
+        check_remote_npy(url, SHAPE, "<f4", KEYS, timeout=5)
+    assert "nothing was downloaded" in str(error.value)
+    assert server.requests == [(MAPS_NAME, f"bytes=0-{HEADER_BYTES - 1}")]
+
+
+@pytest.mark.parametrize("ignore_range", [False, True])
+def test_header_of_the_right_shape_passes(server, tmp_path, ignore_range):
+    server.ignore_range = ignore_range
+    check_remote_npy(cmd_url(server.base_url, MAPS_NAME), SHAPE, "<f4", KEYS, timeout=5)
+
+
+def test_an_html_page_under_the_npy_name_is_named_without_pickle_advice(server, tmp_path):
+    server.files[MAPS_NAME] = b"<!DOCTYPE html><html><body>Login required</body></html>"
+    with pytest.raises(DownloadError, match="not a .npy file") as error:
+        check_remote_npy(cmd_url(server.base_url, MAPS_NAME), SHAPE, timeout=5)
+    assert "pickle" not in str(error.value)

@@ -3,6 +3,7 @@ trained model, in physical units, with clear errors for inputs that do not fit t
 
 import json
 import re
+import shutil
 
 import h5py
 import numpy as np
@@ -121,3 +122,19 @@ def test_bad_model_file_is_named(run, tmp_path):
     bad.write_bytes(b"not a torch file")
     with pytest.raises(ModelFileError, match=re.escape(str(bad))):
         predict(bad, run["shards"]["test"], tmp_path / "p.h5", tmp_path / "m.json")
+
+
+def test_maps_outside_the_training_ranges_are_flagged(run, tmp_path):
+    """A 1P or EX simulation with a parameter beyond the LH range is predicted, and flagged."""
+    shard = tmp_path / "ex.h5"
+    shutil.copy(run["shards"]["test"][0], shard)
+    with h5py.File(shard, "r+") as h5:
+        params = h5["params_raw"][:]
+        first = h5["sim_id"][:] == h5["sim_id"][0]
+        params[first, cmd.PARAM_NAMES.index("A_AGN1")] = 100.0  # EX-like extreme feedback
+        h5["params_raw"][...] = params
+    metrics = predict(run["model"], [shard], tmp_path / "p.h5", tmp_path / "m.json")
+    assert metrics["n_outside_training_ranges"] == int(first.sum()) > 0
+    with h5py.File(tmp_path / "p.h5") as h5:
+        np.testing.assert_array_equal(h5["outside_training_ranges"][:], first)
+    assert run["metrics"]["n_outside_training_ranges"] == 0

@@ -73,3 +73,22 @@ def test_unknown_family_is_named(tmp_path):
     save_model(path, small_net().state_dict(), {**META, "model": "resnet"})
     with pytest.raises(ModelFileError, match="unknown model family 'resnet'"):
         load_model(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage" * 100, b"<html>502</html>"])
+def test_corrupt_model_files_get_a_safe_message(tmp_path, content):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match="model.pt: not a model file") as err:
+        load_model(path)
+    message = str(err.value).replace(str(path), "")
+    assert "weights_only" not in message and "pickle" not in message.lower()
+
+
+def test_another_experiments_model_file_is_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    trained = {"model": "cnn2d", "fields": ["Mgas"], "lr": 0.003, "seed": 7}
+    save_model(path, small_net().state_dict(), {**META, "settings": trained})
+    load_model(path, settings={**trained, "fields": ("Mgas",)})  # its own experiment: fine
+    with pytest.raises(ModelFileError, match=r"model.pt: trained with lr=0.003, but the experi"):
+        load_model(path, settings={**trained, "lr": 0.001})

@@ -30,9 +30,15 @@ N_SIMS, SIZE, PER_SHARD = 10, 16, 20
 
 
 def write_raw(
-    raw_dir: Path, n_sims: int = N_SIMS, size: int = SIZE, fields=FIELDS, seed: int = 0
+    raw_dir: Path,
+    n_sims: int = N_SIMS,
+    size: int = SIZE,
+    fields=FIELDS,
+    seed: int = 0,
+    holes: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Raw CMD layout: log-normal maps whose level depends on the simulation, HI with holes."""
+    """Raw CMD layout: log-normal maps whose level depends on the simulation, HI with holes
+    (empty pixels, floored with ``floor_non_positive``) unless ``holes`` is false."""
     rng = np.random.default_rng(seed)
     raw_dir.mkdir(parents=True, exist_ok=True)
     lo = np.array([cmd.LH_RANGES[p][0] for p in cmd.PARAM_NAMES])
@@ -44,7 +50,7 @@ def write_raw(
     for k, field in enumerate(fields):
         logs = 3.0 * k + level + rng.normal(0.0, 1.0 + k, (n_sims * cmd.MAPS_PER_SIM, size, size))
         maps = np.exp(logs).astype(np.float32)
-        if field == "HI":
+        if field == "HI" and holes:
             maps[rng.random(maps.shape) < 0.05] = 0.0  # empty pixels, to exercise the floor
         np.save(raw_dir / cmd.map_filename(field, SUITE, SET), maps)
         data[field] = maps
@@ -63,6 +69,7 @@ def raw(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
 
 def stats_for(raw_dir: Path, out: Path, **kwargs) -> dict:
+    kwargs.setdefault("floor_non_positive", True)  # the fixture's HI has empty pixels
     return compute_train_stats(
         raw_dir, SUITE, SET, FIELDS, N_SIMS, FRACTIONS, SEED, FLOOR, out, **kwargs
     )
@@ -133,8 +140,9 @@ def test_stats_ignore_val_and_test_maps(raw, tmp_path: Path) -> None:
     maps[val_map] *= 1e6
     np.save(path, maps)
     assert stats_for(raw_dir, tmp_path / "after.json")["fields"] == before["fields"]
-    # The same change on a train map does move the statistics: the check above can fail.
-    maps[train_map] *= 1e6
+    # Train maps do move the statistics: the check above can fail. (One map scaled by 1e6
+    # would dominate them and be refused; one simulation ten times denser is plausible.)
+    maps[train_map : train_map + cmd.MAPS_PER_SIM] *= 10
     np.save(path, maps)
     changed = stats_for(raw_dir, tmp_path / "changed.json")["fields"]["Mgas"]
     assert changed["mean"] > before["fields"]["Mgas"]["mean"] + 0.01
@@ -290,7 +298,7 @@ def _corrupt(raw_dir: Path, how: str) -> str:
     elif how == "truncated":
         hi.write_bytes(hi.read_bytes()[:-100])
     elif how == "not_npy":
-        hi.write_text("this is not an array\n")
+        hi.write_text("<html><body>404 Not Found</body></html>\n")
     elif how == "rows":
         np.savetxt(table, np.loadtxt(table)[:-1])
     elif how == "columns":
@@ -338,10 +346,12 @@ def test_bad_raw_input_fails_stats_naming_the_file(raw, tmp_path: Path, how: str
     error = FileNotFoundError if how == "missing" else DataFormatError
     with pytest.raises(error, match=re.escape(name)) as info:
         compute_train_stats(
-            raw_dir, SUITE, SET, FIELDS, N_SIMS, FRACTIONS, 1, FLOOR, out_dir / "stats.json"
-        )
+            raw_dir, SUITE, SET, FIELDS, N_SIMS, FRACTIONS, 1, FLOOR, out_dir / "stats.json",
+            floor_non_positive=True,
+        )  # fmt: skip
     if how in ("nan_map", "inf_map"):
         assert "map index 0" in str(info.value)
+    assert "pickle" not in str(info.value)
     assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
@@ -418,3 +428,79 @@ def test_stats_need_a_train_split_and_a_positive_floor(raw, tmp_path: Path) -> N
             raw_dir, SUITE, SET, FIELDS, N_SIMS, FRACTIONS, 0, 0.0, tmp_path / "s.json"
         )
     assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("spoil", "expected"),
+    [
+        (lambda m: m.__setitem__(0, -m[0]), "map index 0 of field Mgas has 256 non-positive"),
+        (lambda m: m.__setitem__(0, 0.0), "map index 0 of field Mgas is constant"),
+        (lambda m: m.__setitem__((0, 3, 3), 0.0), "data.floor_non_positive: true"),
+        (lambda m: m.__setitem__(0, m[0] * 1e12), "map index 0 of field Mgas holds"),
+    ],
+)
+def test_implausible_raw_maps_are_named_before_any_statistic(tmp_path: Path, spoil, expected):
+    raw_dir = tmp_path / "raw"
+    data = write_raw(raw_dir, holes=False)
+    assert 0 in split_simulations(N_SIMS, FRACTIONS, 1)["train"]
+    mgas = data["Mgas"].copy()
+    spoil(mgas)
+    np.save(raw_dir / cmd.map_filename("Mgas", SUITE, SET), mgas)
+    with pytest.raises(DataFormatError, match=re.escape(expected)) as info:
+        compute_train_stats(
+            raw_dir, SUITE, SET, FIELDS, N_SIMS, FRACTIONS, 1, FLOOR, tmp_path / "stats.json"
+        )
+    assert cmd.map_filename("Mgas", SUITE, SET) in str(info.value)
+    assert not (tmp_path / "stats.json").exists()
+
+
+def test_flooring_is_a_switch_recorded_in_stats_and_shards(raw, tmp_path: Path) -> None:
+    raw_dir, data = raw
+    with pytest.raises(DataFormatError, match="field HI has .* non-positive"):
+        stats_for(raw_dir, tmp_path / "refused.json", floor_non_positive=False)
+    stats = stats_for(raw_dir, tmp_path / "stats.json")
+    assert stats["floor_non_positive"] is True and stats["fields"]["HI"]["floored_fraction"] > 0
+    path = write_shard(
+        raw_dir, SUITE, SET, tmp_path / "stats.json", "test", 0, PER_SHARD, tmp_path / "0.h5"
+    )
+    with h5py.File(path) as h5:
+        assert h5.attrs["floor_non_positive"]
+        assert h5.attrs["floored_pixels"] == int(
+            np.count_nonzero(data["HI"][h5["map_index"][:]] <= 0)
+        )
+
+
+def test_maps_of_another_size_than_the_config_are_refused(raw, tmp_path: Path) -> None:
+    raw_dir, _ = raw
+    with pytest.raises(DataFormatError, match=r"Mgas.*16x16 pixels but data.map_size is 32"):
+        stats_for(raw_dir, tmp_path / "stats.json", map_size=32)
+    assert stats_for(raw_dir, tmp_path / "stats.json", map_size=SIZE)["map_size"] == SIZE
+
+
+@pytest.mark.parametrize(("column", "value"), [(0, 5.0), (1, -0.8)])
+def test_lh_parameters_outside_their_ranges_name_file_row_and_parameter(
+    raw, tmp_path: Path, column: int, value: float
+) -> None:
+    raw_dir, data = raw
+    table = data["params"].copy()
+    table[4, column] = value
+    np.savetxt(raw_dir / cmd.params_filename(SUITE, SET), table)
+    name = cmd.PARAM_NAMES[column]
+    with pytest.raises(DataFormatError, match=rf"row 4 .*has {name} = {value:g}, outside the LH"):
+        stats_for(raw_dir, tmp_path / "stats.json")
+
+
+def test_other_sets_may_leave_the_lh_ranges(tmp_path: Path) -> None:
+    raw_dir = tmp_path / "raw"
+    data = write_raw(raw_dir)
+    table = data["params"].copy()
+    table[:, 0] = 0.05  # 1P and EX sets vary parameters beyond the LH box on purpose
+    for field in FIELDS:
+        lh = raw_dir / cmd.map_filename(field, SUITE, SET)
+        lh.rename(raw_dir / cmd.map_filename(field, SUITE, "EX"))
+    np.savetxt(raw_dir / cmd.params_filename(SUITE, "EX"), table)
+    stats = compute_train_stats(
+        raw_dir, SUITE, "EX", FIELDS, N_SIMS, FRACTIONS, SEED, FLOOR, tmp_path / "s.json",
+        floor_non_positive=True,
+    )  # fmt: skip
+    assert stats["set"] == "EX"

@@ -70,3 +70,11 @@ def test_every_rule_names_a_conda_env_and_a_log():
             name = block.split(":", 1)[0]
             assert "log:" in block, f"rule {name} in {path.name} has no log"
             assert "conda:" in block, f"rule {name} in {path.name} names no conda env"
+
+
+def test_an_install_of_the_package_alone_can_write_the_report():
+    # snakemake --report highlights the rules' code with pygments, which only the reports
+    # extra of snakemake brings (it came through pytest before).
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (snakemake,) = [d for d in project["dependencies"] if re.match(r"snakemake\b", d)]
+    assert "[reports]" in snakemake.replace(" ", "")

@@ -49,11 +49,11 @@ def test_default_dag_parses_without_torch(tmp_path):
 
 def test_each_fits_cube_in_the_real_data_folder_becomes_a_target(tmp_path):
     (tmp_path / "data" / "real_cubes").mkdir(parents=True)
-    for name in ("L1544.fits", "B68.fits", "notes.txt"):
+    for name in ("L1544.fits", "B68.fits", "NGC1333.FITS", "notes.txt"):
         (tmp_path / "data" / "real_cubes" / name).write_bytes(b"")
     result = snakemake("-n", "--quiet", "rules", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert planned_jobs(result.stdout + result.stderr)["predict_fits"] == 2
+    assert planned_jobs(result.stdout + result.stderr)["predict_fits"] == 3
 
 
 def test_camels_config_plans_downloads_and_full_scale_shards(tmp_path):

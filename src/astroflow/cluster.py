@@ -30,13 +30,12 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from astroflow.config import KNN_MAX_FOLDS
 from astroflow.evaluation.regression import r2_score
 from astroflow.io import atomic_path, string_attr, write_json
 
 KMEANS_N_INIT = 10
 """KMeans restarts: fixed so results depend only on the seed, not on sklearn's default."""
-
-KNN_MAX_FOLDS = 5
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,13 @@ def knn_r2(
         raise ValueError(f"knn R^2 needs at least 2 simulations, got {n_groups}")
     folds = GroupKFold(n_splits=min(KNN_MAX_FOLDS, n_groups))
     smallest_train = min(len(train) for train, _ in folds.split(features, target, groups))
-    regressor = KNeighborsRegressor(n_neighbors=max(1, min(n_neighbors, smallest_train)))
+    if n_neighbors > smallest_train:
+        # Clipping would score another setting than the one recorded: refuse instead.
+        raise ValueError(
+            f"knn_neighbors={n_neighbors} but a fold of {len(features)} items trains on "
+            f"{smallest_train}; choose analysis.knn_neighbors <= {smallest_train}"
+        )
+    regressor = KNeighborsRegressor(n_neighbors=n_neighbors)
     predicted = cross_val_predict(regressor, features, target, groups=groups, cv=folds)
     return r2_score(target, predicted)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,13 +20,59 @@ from jsonschema import validators
 
 from astroflow.families import FAMILIES
 from astroflow.families.base import SettingError
-from astroflow.maps.cmd import SYNTHETIC_SUITES
+from astroflow.maps.cmd import SYNTHETIC_FIELDS, SYNTHETIC_SUITES
+from astroflow.maps.splits import split_simulations
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+KNN_MAX_FOLDS = 5
+"""Cross-validation folds of the KNN score of embeddings (fewer if fewer simulations)."""
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key and what was expected."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(
+                f"{key_node.start_mark.name}, line {line}: key {key!r} is given twice (first at "
+                f"line {seen[key]}); YAML keeps only the last block, so merge the two"
+            )
+        seen[key] = line
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config file strictly: a syntax error or a repeated key is a ConfigError
+    naming the file and the line (Snakemake's own reader names neither and keeps the last of
+    two blocks with one key)."""
+    with open(path, encoding="utf-8") as stream:
+        try:
+            config = yaml.load(stream, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+            raise ConfigError(
+                f"{path}, {where}: not valid YAML ({err.problem}); check the indentation "
+                "(spaces, no tabs) and the brackets and quotes there"
+            ) from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(config).__name__}")
+    return config
 
 
 def _with_defaults(validator_class: type) -> type:
@@ -80,7 +127,10 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     stops the run before any job is scheduled.
     """
     schema = yaml.safe_load(Path(schema_path).read_text())
+    given = set(config.get("data", {})) if isinstance(config.get("data"), dict) else set()
     _validate(config, schema, "")
+    if config["data"]["source"] == "local":
+        _shape_from_files(config["data"], given)
     common = schema["definitions"]["experiment"]
     experiments: dict[str, Any] = {}
     sweeps: dict[str, Any] = {}
@@ -92,10 +142,48 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
                     "exists already"
                 )
             experiments[member] = _validate_experiment(member, settings, common)
+    _check_names(experiments)
     config["experiments"] = experiments
     config["sweeps"] = sweeps
     _check_consistency(config)
     return config
+
+
+def _shape_from_files(data: dict[str, Any], given: set[str]) -> None:
+    """``data.n_sims`` and ``data.map_size`` of CMD files used in place: taken from the files
+    when the config leaves them out, checked against them when it gives them."""
+    # Imported here: numpy, which a workflow without local files never needs while parsing.
+    from astroflow.maps.local import cmd_folder_shape, params_rows
+
+    if not data.get("path"):
+        raise ConfigError("invalid config value at 'data.path': required when source is 'local'")
+    try:
+        shapes = {
+            field: cmd_folder_shape(data["path"], data["suite"], data["set"], field)
+            for field in data["fields"]
+        }
+        rows = params_rows(data["path"], data["suite"], data["set"])
+    except ValueError as err:
+        raise ConfigError(f"invalid config value at 'data.path': {err}") from None
+    (field, (n_sims, size)), *others = shapes.items()
+    for other, shape in others:
+        if shape != (n_sims, size):
+            raise ConfigError(
+                f"invalid config value at 'data.fields': {other} maps are {shape[0]} simulations "
+                f"of {shape[1]} px, {field} maps {n_sims} of {size} px"
+            )
+    if rows != n_sims:
+        raise ConfigError(
+            f"invalid config value at 'data.path': the parameter table has {rows} rows, the "
+            f"{field} maps {n_sims} simulations"
+        )
+    for key, found in (("n_sims", n_sims), ("map_size", size)):
+        if key in given and data[key] != found:
+            raise ConfigError(
+                f"invalid config value at 'data.{key}': got {data[key]}, the files in "
+                f"{data['path']} have {found}; leave it out to take it from the files"
+            )
+        data[key] = found
 
 
 def _validate(instance: Any, schema: Mapping[str, Any], prefix: str, owner: str = "") -> None:
@@ -175,6 +263,19 @@ def _expand_sweep(
     return members
 
 
+def _check_names(experiments: Mapping[str, Any]) -> None:
+    """Names differing only in case would share one results folder on a case-insensitive disk."""
+    seen: dict[str, str] = {}
+    for name in experiments:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise ConfigError(
+                f"invalid config value at 'experiments.{name}': differs from experiment "
+                f"{other!r} only in case, and both would write one folder on a case-insensitive "
+                "disk; rename one of them"
+            )
+
+
 def _token(value: Any) -> str:
     """A sweep value as part of an experiment name: 0.25 -> 0p25, -1 -> m1."""
     text = f"{value:g}" if isinstance(value, float) else str(value)
@@ -207,6 +308,14 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             f"invalid config value at 'data.suite': no synthetic model of {data['suite']!r}; "
             f"known: {list(SYNTHETIC_SUITES)}"
         )
+    if data["source"] == "synthetic":
+        unknown = [f for f in data["fields"] if f not in SYNTHETIC_FIELDS]
+        if unknown:
+            raise ConfigError(
+                f"invalid config value at 'data.fields': the synthetic generator cannot make "
+                f"{unknown}; it makes {list(SYNTHETIC_FIELDS)} (real CMD data, data.source "
+                "download or local, offer all 13 fields)"
+            )
     if data["source"] == "download" and not data.get("base_url"):
         raise ConfigError(
             "invalid config value at 'data.base_url': required when source is 'download'"
@@ -218,8 +327,58 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"invalid config value at 'experiments.{name}.{err.key}': {err.message}"
             ) from None
+        _check_sizes(name, experiment, config)
     if any(FAMILIES[e["model"]].data == "cubes" for e in config["experiments"].values()):
         _check_cubes(config["cubes"])
+
+
+def _check_sizes(name: str, experiment: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Batch and analysis settings fit the number of items the experiment reads, and the
+    global batch splits evenly across its GPUs (one process per GPU)."""
+    family = FAMILIES[experiment["model"]]
+    batch, gpus = experiment["batch_size"], experiment["gpus"]
+    where = f"experiments.{name}.batch_size"
+    if gpus >= 2 and batch % gpus:
+        raise ConfigError(
+            f"invalid config value at '{where}': {batch} items per step do not split evenly "
+            f"across gpus: {gpus}; choose a multiple of {gpus}"
+        )
+    train = family.items("train", experiment, config)
+    if batch > train:
+        raise ConfigError(
+            f"invalid config value at '{where}': {batch} is larger than the training set "
+            f"({train} items), so every epoch would be one step of {train}; choose at most {train}"
+        )
+    if not family.embeds:
+        return
+    test = family.items("test", experiment, config)
+    limits = {
+        "n_clusters": (test - 1, f"the test set of experiment {name!r} holds {test} items"),
+        "knn_neighbors": (
+            _knn_limit(family.data, test, config),
+            f"a cross-validation fold of the {test} test items of experiment {name!r} trains on "
+            f"{_knn_limit(family.data, test, config)}",
+        ),
+    }
+    for key, (most, why) in limits.items():
+        value = config["analysis"][key]
+        if value > most:
+            raise ConfigError(
+                f"invalid config value at 'analysis.{key}': got {value} but {why}; choose at "
+                f"most {most}"
+            )
+
+
+def _knn_limit(kind: str, items: int, config: Mapping[str, Any]) -> int:
+    """Items in the smallest training fold of the KNN score (astroflow.cluster.knn_r2): folds
+    group the items of one simulation (maps) or core (cubes), all groups of equal size."""
+    if kind == "maps":
+        data = config["data"]
+        groups = len(split_simulations(data["n_sims"], data["splits"], config["seed"])["test"])
+    else:
+        groups = items
+    folds = min(KNN_MAX_FOLDS, groups)
+    return (groups - math.ceil(groups / folds)) * (items // groups)
 
 
 def _check_cubes(cubes: Mapping[str, Any]) -> None:

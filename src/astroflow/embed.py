@@ -11,8 +11,9 @@ embeddings add ``param_units``. t-SNE and clustering read only this layout.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -33,16 +34,18 @@ def embed(
     num_workers: int = 0,
     threads: int | None = None,
     device: str | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model.features`` of every item of ``shard_paths`` (eval mode, no augmentation).
 
     The model's family writes the file, rows in the order of the shards and of the items
-    within them; returns ``out_h5``.
+    within them; returns ``out_h5``. ``settings``: the experiment's, which the model file
+    must have been trained with.
     """
     if threads is not None:
         torch.set_num_threads(threads)
     device = select_device(device)
-    model, meta = load_model(model_path, device)
+    model, meta = load_model(model_path, device, settings=settings)
     get_family(meta["model"]).embed(
         model,
         meta,

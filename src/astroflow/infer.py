@@ -9,7 +9,7 @@ the model file (:mod:`astroflow.modelfile`).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -29,15 +29,17 @@ def predict(
     num_workers: int = 0,
     threads: int | None = None,
     device: str | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Predict every item of ``shard_paths``; write ``out_h5`` and ``out_metrics``.
 
+    ``settings``: the experiment's, which the model file must have been trained with.
     Returns the metrics dictionary written to ``out_metrics``.
     """
     if threads is not None:
         torch.set_num_threads(threads)
     device = select_device(device)
-    model, meta = load_model(model_path, device)
+    model, meta = load_model(model_path, device, settings=settings)
     return get_family(meta["model"]).predict(
         model,
         meta,

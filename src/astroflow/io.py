@@ -17,7 +17,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     A killed or failing writer leaves no file under the final name, so Snakemake (and a
     human) never mistakes a half-written product for a finished one. The temporary file
-    lives in the same directory, so the final ``os.replace`` is atomic on POSIX.
+    lives in the same directory, so the final ``os.replace`` is atomic on POSIX. The product
+    gets the permissions the umask gives a new file (``mkstemp`` alone would make it 0600, and
+    a group sharing a project directory could not read it).
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -26,10 +28,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask: from /proc on Linux (reading it elsewhere means setting it, which
+    races with other threads creating files, so that is the fallback only)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

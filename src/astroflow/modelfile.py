@@ -47,13 +47,18 @@ def save_model(
 
 
 def load_model(
-    path: str | os.PathLike[str], device: str | torch.device | None = "cpu"
+    path: str | os.PathLike[str],
+    device: str | torch.device | None = "cpu",
+    *,
+    settings: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network saved in ``path`` on ``device``, in eval mode; return (model, meta).
 
     ``meta`` is the file's content without the weights. A missing file, a file that is not a
     weights-only torch file, a missing key, an unknown family or weights that do not fit the
-    architecture raise one error naming the file and the key.
+    architecture raise one error naming the file and the key. With ``settings`` (those the
+    workflow trains the experiment with), a file trained with other settings (another
+    experiment's model copied in its place, say) is refused, naming the first that differs.
     """
     path = Path(path)
     if not path.is_file():
@@ -86,7 +91,27 @@ def load_model(
         raise ModelFileError(
             f"{path}: key 'state_dict' does not fit {payload['model']}: {err}"
         ) from err
+    if settings is not None:
+        check_settings(path, payload["settings"], settings)
     device = select_device(None if device is None else str(device))
     model = prepare_model(model, device).eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model, meta
+
+
+def check_settings(
+    path: str | os.PathLike[str], saved: Mapping[str, Any], expected: Mapping[str, Any]
+) -> None:
+    """The model file at ``path`` was trained with the ``expected`` experiment settings."""
+    for key in sorted(expected):
+        if key not in saved or _plain(saved[key]) != _plain(expected[key]):
+            raise ModelFileError(
+                f"{path}: trained with {key}={saved.get(key, '<unset>')!r}, but the experiment "
+                f"says {key}={expected[key]!r}: the model file of another experiment or of "
+                "older settings; run the experiment's training again to replace it"
+            )
+
+
+def _plain(value: Any) -> Any:
+    # Tuples and lists compare equal: the file stores lists, a config may give either.
+    return [_plain(v) for v in value] if isinstance(value, list | tuple) else value

@@ -4,6 +4,7 @@ import os
 import re
 
 from astroflow.config import ConfigError, SPLITS, validate_config
+from astroflow.cubes.folder import real_cubes
 from astroflow.maps import cmd
 from astroflow.maps.splits import shard_map_indices
 from astroflow.engine.options import RUNTIME_KEYS
@@ -54,10 +55,20 @@ CUBE_DIR = f"data/cubes/{CUBESET}"
 CUBE_EXAMPLES = [
     f"{CUBE_DIR}/examples/core_{i:03d}.fits" for i in range(CUBES["fits_examples"])
 ]
-# Every *.fits file in the real-data folder is a target of every family with real outputs.
-REAL_DIR = CUBES["real_data"].rstrip("/")
-REAL_CUBES = sorted(glob_wildcards(f"{REAL_DIR}/{{name,[^/]+}}.fits").name)
+# Every FITS file (*.fits, *.FITS, *.fit) in the real-data folder is a target of every
+# family with real outputs.
+try:
+    REAL_FILES = real_cubes(CUBES["real_data"])
+except ValueError as error:
+    raise WorkflowError(str(error)) from None
+REAL_CUBES = list(REAL_FILES)
+REAL_NAME = "|".join(re.escape(name) for name in REAL_CUBES) or "(?!)"
 SWEEPS = config["sweeps"]
+
+
+def real_cube(wildcards):
+    """Input function: the FITS file of the real cube ``{name}``."""
+    return REAL_FILES[wildcards.name]
 
 
 def family_of(experiment):
@@ -182,6 +193,14 @@ def figure_inputs(wildcards):
     """The experiment's products that one of its family's figures is drawn from."""
     figure = family_of(wildcards.experiment).figure(wildcards.figure)
     return [f"results/{wildcards.experiment}/{name}" for name in figure.inputs]
+
+
+def figure_colours(wildcards):
+    """Descriptive parameters of a figure coloured by them, none for the others: a change of
+    the parameters redraws only the figures that show them."""
+    if family_of(wildcards.experiment).figure(wildcards.figure).coloured:
+        return descriptive_params(wildcards)
+    return []
 
 
 def figure_category(wildcards):

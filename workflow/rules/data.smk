@@ -1,6 +1,6 @@
-# Raw CMD-format files (synthesized or downloaded: one layout), training statistics, shards:
-# one set per suite that an experiment reads (data.suite, and the suites a classifier tells
-# apart).
+# Raw CMD-format files (synthesized, downloaded, or linked in place from data.path: one layout),
+# training statistics, shards: one set per suite that an experiment reads (data.suite, and the
+# suites a classifier tells apart).
 
 if DATA["source"] == "synthetic":
 
@@ -25,6 +25,30 @@ if DATA["source"] == "synthetic":
             ),
         script:
             "../scripts/synthesize_maps.py"
+
+elif DATA["source"] == "local":
+
+    localrules:
+        link_cmd,
+
+    rule link_cmd:
+        input:
+            lambda wildcards: os.path.join(DATA["path"], wildcards.filename),
+        output:
+            f"data/raw/cmd/{{suite}}_{SET}/{{filename}}",
+        log:
+            f"logs/{{suite}}_{SET}/link_cmd/{{filename}}.log",
+        wildcard_constraints:
+            filename="|".join(
+                re.escape(os.path.basename(f)) for s in SUITES for f in raw_files(s)
+            ),
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            n_sims=DATA["n_sims"],
+            map_size=DATA["map_size"],
+        script:
+            "../scripts/link_cmd.py"
 
 else:
 
@@ -69,6 +93,8 @@ rule compute_stats:
         splits=canonical(DATA["splits"]),
         seed=config["seed"],
         log_floor=DATA["log_floor"],
+        floor_non_positive=DATA["floor_non_positive"],
+        map_size=DATA["map_size"],
     script:
         "../scripts/compute_stats.py"
 

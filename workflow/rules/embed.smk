@@ -18,6 +18,8 @@ rule embed:
         gpu=inference_gpus,
         mem_mb=experiment_mem_mb,
         runtime=experiment_runtime,
+    params:
+        settings=experiment_settings,
     script:
         "../scripts/embed.py"
 

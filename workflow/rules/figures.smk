@@ -88,7 +88,7 @@ rule plot_figure:
     params:
         caption=figure_caption,
         model=lambda wildcards: EXPERIMENTS[wildcards.experiment]["model"],
-        colour_by=descriptive_params,
+        colour_by=figure_colours,
     script:
         "../scripts/plot_figure.py"
 

@@ -20,6 +20,8 @@ rule infer:
         gpu=inference_gpus,
         mem_mb=experiment_mem_mb,
         runtime=experiment_runtime,
+    params:
+        settings=experiment_settings,
     script:
         "../scripts/infer.py"
 
@@ -27,7 +29,7 @@ rule infer:
 rule predict_fits:
     input:
         model="results/{experiment}/model.pt",
-        data=f"{REAL_DIR}/{{name}}.fits",
+        data=real_cube,
     output:
         density="results/{experiment}/real/{name}_density.fits",
         velocity="results/{experiment}/real/{name}_velocity.fits",
@@ -36,7 +38,7 @@ rule predict_fits:
     benchmark:
         "logs/benchmarks/{experiment}/predict_fits/{name}.tsv"
     wildcard_constraints:
-        name=r"[^/]+",
+        name=REAL_NAME,
     conda:
         "../../envs/torch.yaml"
     threads: experiment_threads
@@ -47,5 +49,6 @@ rule predict_fits:
     params:
         model=lambda wildcards: EXPERIMENTS[wildcards.experiment]["model"],
         velocity_offset_kms=CUBES["velocity_offset_kms"],
+        center_on_emission=CUBES["center_on_emission"],
     script:
         "../scripts/predict_real.py"

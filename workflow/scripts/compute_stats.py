@@ -17,4 +17,6 @@ with log_to_file(snakemake.log[0]):
         p.seed,
         p.log_floor,
         snakemake.output[0],
+        map_size=p.map_size,
+        floor_non_positive=p.floor_non_positive,
     )

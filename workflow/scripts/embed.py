@@ -9,4 +9,5 @@ with log_to_file(snakemake.log[0]):
         snakemake.input.shards,
         snakemake.output[0],
         threads=snakemake.threads,
+        settings=snakemake.params.settings,
     )

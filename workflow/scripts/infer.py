@@ -10,4 +10,5 @@ with log_to_file(snakemake.log[0]):
         snakemake.output.predictions,
         snakemake.output.metrics,
         threads=snakemake.threads,
+        settings=snakemake.params.settings,
     )

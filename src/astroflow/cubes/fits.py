@@ -180,14 +180,21 @@ def read_ppv_fits(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"FITS cube not found: {path}")
-    with fits.open(path, memmap=False) as hdul:
-        hdu = next(
-            (h for h in hdul if h.is_image and h.data is not None and h.data.ndim >= 3), None
-        )
-        if hdu is None:
-            raise FitsCubeError(f"{path}: no image HDU with three or more axes")
-        header = hdu.header.copy()
-        data = np.asarray(hdu.data, dtype=np.float32)
+    if path.stat().st_size == 0:
+        raise FitsCubeError(f"{path}: the file is empty; copy the cube again or remove the file")
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdu = next(
+                (h for h in hdul if h.is_image and h.data is not None and h.data.ndim >= 3), None
+            )
+            if hdu is None:
+                raise FitsCubeError(f"{path}: no image HDU with three or more axes")
+            header = hdu.header.copy()
+            data = np.asarray(hdu.data, dtype=np.float32)
+    except OSError as err:
+        raise FitsCubeError(
+            f"{path}: not a FITS file ({err}); replace it with the FITS cube or remove it"
+        ) from None
     with warnings.catch_warnings():
         # Old-style headers (VELO-LSR, say) are fixed by astropy with a warning; the fix is fine.
         warnings.simplefilter("ignore", FITSFixedWarning)
@@ -219,7 +226,7 @@ def read_ppv_fits(
     except (u.UnitConversionError, ValueError) as err:
         raise FitsCubeError(
             f"{path}: spectral axis {wcs.wcs.ctype[spec]} cannot be converted to radio "
-            f"velocity ({err}); set RESTFRQ or pass rest_frequency_hz"
+            f"velocity ({err}); add the line's rest frequency as a RESTFRQ card (Hz) to the header"
         ) from err
     velocities = np.asarray(velocities, dtype=np.float64)
     cube = cube * np.float32(_brightness_to_kelvin(header, path, rest, brightness_unit))
@@ -318,13 +325,28 @@ def load_ppv_on_channels(
     :class:`PPVCube` it came from (for its sky WCS and valid-pixel mask).
     """
     ppv = read_ppv_fits(path, rest_frequency_hz=rest_frequency_hz)
+    cube = resample_ppv(
+        ppv, path, channels_kms, velocity_offset_kms=velocity_offset_kms, fill_value=fill_value
+    )
+    return cube, ppv
+
+
+def resample_ppv(
+    ppv: PPVCube,
+    path: str | os.PathLike[str],
+    channels_kms: np.ndarray,
+    *,
+    velocity_offset_kms: float = 0.0,
+    fill_value: float | None = None,
+) -> np.ndarray:
+    """The spectra of ``ppv`` (read from ``path``) shifted by ``-velocity_offset_kms`` and
+    resampled onto ``channels_kms``: (nv, ny, nx) in K (see :func:`resample_channels`)."""
     try:
-        cube = resample_channels(
+        return resample_channels(
             ppv.data, ppv.velocities - velocity_offset_kms, channels_kms, fill_value=fill_value
         )
     except ValueError as err:
         raise FitsCubeError(f"{path}: {err}") from err
-    return cube, ppv
 
 
 def write_shard_examples(
@@ -403,7 +425,10 @@ def _rest_frequency(wcs: WCS, path: Path, override: float | None) -> float:
         return float(wcs.wcs.restfrq)
     if wcs.wcs.restwav > 0:
         return float((wcs.wcs.restwav * u.m).to_value(u.Hz, equivalencies=u.spectral()))
-    raise FitsCubeError(f"{path}: no rest frequency (RESTFRQ or RESTWAV); pass rest_frequency_hz")
+    raise FitsCubeError(
+        f"{path}: no rest frequency; add the line's rest frequency as a RESTFRQ card (Hz) to the "
+        "header"
+    )
 
 
 def _brightness_to_kelvin(
@@ -412,7 +437,9 @@ def _brightness_to_kelvin(
     """Factor turning the data's brightness unit into K (Rayleigh-Jeans)."""
     name = override or header.get("BUNIT")
     if not name:
-        raise FitsCubeError(f"{path}: no BUNIT; pass brightness_unit (K, mK or Jy/beam)")
+        raise FitsCubeError(
+            f"{path}: no brightness unit; add a BUNIT card (K, mK or Jy/beam) to the header"
+        )
     try:
         unit = u.Unit(name.replace("JY", "Jy").replace("BEAM", "beam"), parse_strict="raise")
     except ValueError as err:

@@ -14,6 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from astroflow.maps.cmd import MAPS_PER_SIM
+from astroflow.maps.splits import split_simulations
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -52,6 +55,9 @@ class Figure:
     inputs: tuple[str, ...]
     caption: str
     category: str
+    coloured: bool = False
+    """Whether the figure is coloured by the experiment's descriptive parameters (so a change
+    of them redraws it, and only it)."""
 
 
 TRAINING_CURVES = Figure(
@@ -69,6 +75,7 @@ TSNE = Figure(
     "first parameters and by KMeans cluster. Neighbours in the map are neighbours in the "
     "embedding; distances between far-apart groups carry no meaning.",
     "Embeddings",
+    coloured=True,
 )
 
 
@@ -126,6 +133,15 @@ class Family:
         if self.embeds:
             products.append(f"{base}/clusters.json")
         return products
+
+    def items(self, split: str, settings: Mapping[str, Any], config: Mapping[str, Any]) -> int:
+        """Items (maps or cubes) of ``split`` the experiment reads, from the config alone: the
+        parse-time check compares batch sizes and analysis settings with them."""
+        if self.data == "cubes":
+            return config["cubes"]["shards"][split] * config["cubes"]["cores_per_shard"]
+        data = config["data"]
+        sims = split_simulations(data["n_sims"], data["splits"], config["seed"])[split]
+        return MAPS_PER_SIM * len(sims) * len(self.suites(settings, config))
 
     def suites(self, settings: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
         """CMD suites whose map shards the experiment reads (map families): ``data.suite``."""

@@ -19,6 +19,9 @@ SYNTHETIC_SUITES: tuple[str, ...] = ("IllustrisTNG", "SIMBA", "Astrid")
 """Suites the synthetic generator stands in for (its feedback models:
 :data:`astroflow.maps.synthetic.SUITE_MODELS`)."""
 
+SYNTHETIC_FIELDS: tuple[str, ...] = ("Mgas", "HI", "B")
+"""Fields the synthetic generator makes; real CMD data offer all of :data:`MAP_FIELDS`."""
+
 LH_RANGES: dict[str, tuple[float, float]] = {
     "Omega_m": (0.1, 0.5),
     "sigma_8": (0.6, 1.0),
@@ -65,3 +68,11 @@ def suite_seed(seed: int, suite: str, primary: str) -> int:
     if suite == primary:
         return seed
     return int(np.random.SeedSequence([seed, zlib.crc32(suite.encode())]).generate_state(1)[0])
+
+
+def outside_lh_ranges(theta: np.ndarray) -> np.ndarray:
+    """Which rows of raw parameters (n, 6) lie outside the LH ranges the networks are trained
+    on (1P, EX and BE sets do on purpose): predictions there are extrapolations."""
+    lo, hi = _range_arrays()
+    theta = np.asarray(theta, dtype=np.float64)
+    return ((theta < lo * (1 - 1e-6)) | (theta > hi * (1 + 1e-6))).any(axis=1)

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
+from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 _MB = 1e6
 _UNKNOWN_SIZE_LOG_STEP = 256 * 1024 * 1024
 """Bytes between progress lines when the server does not announce the size."""
+
+HEADER_BYTES = 128
+"""Bytes of a .npy file fetched to read its header (numpy pads version-1 headers to 64-byte
+multiples; CMD's are 128 bytes)."""
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)")
 
@@ -274,13 +279,14 @@ def _size(path: Path) -> int:
 
 
 def npy_validator(
-    expected_shape: Sequence[int], expected_dtype: str = "<f4"
+    expected_shape: Sequence[int], expected_dtype: str = "<f4", keys: str = ""
 ) -> Callable[[Path], None]:
     """Validator checking a .npy file's shape, dtype and byte count from its header alone.
 
     Reading only the header keeps validation instant on multi-GB files; comparing the file
     size with header + shape * itemsize catches truncation that a header cannot show.
-    Raises ``ValueError`` naming the file and the mismatch.
+    Raises ``ValueError`` naming the file and the mismatch; ``keys`` (the config keys the
+    expected shape comes from) is appended to a shape mismatch.
     """
     shape = tuple(int(n) for n in expected_shape)
     dtype = np.dtype(expected_dtype)
@@ -288,22 +294,7 @@ def npy_validator(
     def validate(path: Path) -> None:
         path = Path(path)
         with open(path, "rb") as fh:
-            try:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    header = np.lib.format.read_array_header_1_0(fh)
-                elif version == (2, 0):
-                    header = np.lib.format.read_array_header_2_0(fh)
-                else:
-                    raise ValueError(f"unsupported .npy format version {version}")
-            except ValueError as exc:
-                raise ValueError(f"{path.name}: not a readable .npy header ({exc})") from exc
-            data_offset = fh.tell()
-        got_shape, _, got_dtype = header
-        if tuple(got_shape) != shape:
-            raise ValueError(f"{path.name}: shape {tuple(got_shape)}, expected {shape}")
-        if got_dtype != dtype:
-            raise ValueError(f"{path.name}: dtype {got_dtype.str}, expected {dtype.str}")
+            data_offset = check_npy_header(fh, path.name, shape, dtype, keys)
         expected_size = data_offset + math.prod(shape) * dtype.itemsize
         size = path.stat().st_size
         if size != expected_size:
@@ -313,6 +304,86 @@ def npy_validator(
             )
 
     return validate
+
+
+def read_npy_header(fh: BinaryIO, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset from the .npy header at the start of ``fh``.
+
+    Raises ``ValueError`` naming ``name`` (never numpy's own advice, which for a file that is
+    no .npy at all is about pickles).
+    """
+    start = fh.read(6)
+    if start != b"\x93NUMPY":
+        raise ValueError(
+            f"{name}: not a .npy file (it starts with {start!r}: an HTML error page or another "
+            "file saved under this name?); check the URL or the file"
+        )
+    fh.seek(0)
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            header = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            header = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except ValueError as exc:
+        raise ValueError(f"{name}: not a readable .npy header ({exc})") from None
+    shape, _, dtype = header
+    return tuple(int(n) for n in shape), dtype, fh.tell()
+
+
+def check_npy_header(
+    fh: BinaryIO, name: str, shape: tuple[int, ...], dtype: np.dtype, keys: str = ""
+) -> int:
+    """Check the .npy header at the start of ``fh`` against ``shape`` and ``dtype``; return
+    the offset of the data. Raises ``ValueError`` naming ``name`` and ``keys``."""
+    got_shape, got_dtype, offset = read_npy_header(fh, name)
+    if got_shape != shape:
+        hint = f"; {keys}" if keys else ""
+        raise ValueError(f"{name}: shape {got_shape}, expected {shape}{hint}")
+    if got_dtype != dtype:
+        raise ValueError(f"{name}: dtype {got_dtype.str}, expected {dtype.str}")
+    return offset
+
+
+def check_remote_npy(
+    url: str,
+    shape: Sequence[int],
+    dtype: str = "<f4",
+    keys: str = "",
+    *,
+    timeout: float = 60.0,
+) -> None:
+    """Check the header of the .npy file at ``url`` (its first :data:`HEADER_BYTES`, asked
+    for with a Range request) before the whole file is fetched: a CMD map file is GBs, and
+    one of another shape would be fetched in full, then thrown away, at every retry.
+
+    A mismatch is a :class:`DownloadError` naming the URL and ``keys``; a network failure is
+    only logged (the full download retries, and its validator checks the header again).
+    """
+    headers = {
+        "User-Agent": f"astroflow/{__version__}",
+        "Accept-Encoding": "identity",
+        "Range": f"bytes=0-{HEADER_BYTES - 1}",
+    }
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        ) as response:
+            start = response.read(HEADER_BYTES)  # a server ignoring Range: read no further
+    except urllib.error.HTTPError as exc:
+        if not _retryable_status(exc.code):
+            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason} (not retried)") from exc
+        log.warning("%s: header check skipped (%s)", url, _describe(exc))
+        return
+    except _RETRYABLE as exc:
+        log.warning("%s: header check skipped (%s)", url, _describe(exc))
+        return
+    try:
+        check_npy_header(BytesIO(start), url, tuple(int(n) for n in shape), np.dtype(dtype), keys)
+    except ValueError as exc:
+        raise DownloadError(f"{exc}; nothing was downloaded") from None
 
 
 def params_validator(n_sims: int) -> Callable[[Path], None]:

@@ -49,6 +49,11 @@ _STATS_KEYS = (
 )
 
 
+DOMINANT_SHARE = 0.25
+"""A map holding more than this share of a field's variance (and more than ten times its fair
+share) dominates the statistics: one bad map would rescale every shard of the field."""
+
+
 class DataFormatError(ValueError):
     """Input (raw maps, parameter table, stats.json) that cannot become shards.
 
@@ -100,6 +105,8 @@ def compute_train_stats(
     log_floor: float,
     out_json: str | os.PathLike[str],
     *,
+    map_size: int | None = None,
+    floor_non_positive: bool = False,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> dict:
     """Per-field mean/std of ``log10(max(x, log_floor))`` over the train maps; write stats.json.
@@ -111,6 +118,12 @@ def compute_train_stats(
     combined chunk by chunk in float64 (Chan et al. pairwise update), so memory stays bounded
     whatever the file size.
 
+    Maps of another side than ``map_size`` (the config's ``data.map_size``) are refused too.
+    Every field is log-transformed, so each train map must be physically plausible first: a
+    non-positive pixel (unless ``floor_non_positive``: then it is floored at ``log_floor`` and
+    counted), a constant map, or a map holding most of the field's variance is a
+    :class:`DataFormatError` naming the file and the map index.
+
     stats.json also records what the shards need to be rebuilt identically: the field order
     (axis 1 of ``maps``), the simulation ids of every split, seed, fractions and the raw
     file sizes. Returns the same dictionary.
@@ -121,13 +134,25 @@ def compute_train_stats(
         raise ValueError(f"split fractions {dict(fractions)} have no 'train' split")
     splits = split_simulations(n_sims, fractions, seed)
     raw = _open_raw(Path(raw_dir), suite, set_name, fields, n_sims)
+    if map_size is not None and raw.map_size != map_size:
+        raise DataFormatError(
+            f"{raw.paths[fields[0]]}: maps of {raw.map_size}x{raw.map_size} pixels but "
+            f"data.map_size is {map_size}; set data.map_size: {raw.map_size} or use files of "
+            f"{map_size}x{map_size} maps"
+        )
     train_maps = maps_of_sims(splits["train"])
     chunk_maps = _maps_per_read(raw.map_size, chunk_bytes)
 
     field_stats = {}
     for field in fields:
         field_stats[field] = _field_moments(
-            raw.maps[field], raw.paths[field], field, train_maps, log_floor, chunk_maps
+            raw.maps[field],
+            raw.paths[field],
+            field,
+            train_maps,
+            log_floor,
+            chunk_maps,
+            floor_non_positive,
         )
 
     stats = {
@@ -139,6 +164,7 @@ def compute_train_stats(
         "field_order": list(fields),
         "fields": field_stats,
         "log_floor": log_floor,
+        "floor_non_positive": bool(floor_non_positive),
         "seed": int(seed),
         "fractions": {name: float(value) for name, value in fractions.items()},
         "splits": {name: ids.tolist() for name, ids in splits.items()},
@@ -196,6 +222,7 @@ def write_shard(
     sim_id = indices // cmd.MAPS_PER_SIM
     params_raw = raw.params[sim_id].astype(np.float32)
     n, size = indices.size, raw.map_size
+    floor, floored = bool(stats.get("floor_non_positive", False)), 0
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
         maps = h5.create_dataset(
             "maps",
@@ -210,6 +237,9 @@ def write_shard(
         for lo, hi in _runs(indices, _maps_per_read(size, chunk_bytes)):
             first = int(indices[lo])
             for i, field in enumerate(fields):
+                floored += _check_plausible(
+                    raw.maps[field][first : first + hi - lo], raw.paths[field], field, first, floor
+                )
                 block = normalize_maps(
                     raw.maps[field][first : first + hi - lo], mean[i], std[i], log_floor
                 )
@@ -226,6 +256,8 @@ def write_shard(
                 "mean": mean,
                 "std": std,
                 "log_floor": log_floor,
+                "floor_non_positive": floor,
+                "floored_pixels": int(floored),
                 "split": split,
                 "shard": int(shard),
                 "suite": suite,
@@ -270,6 +302,8 @@ def _open_raw(
             )
     params_path = raw_dir / cmd.params_filename(suite, set_name)
     params = _load_params(params_path, n_sims)
+    if set_name == "LH":
+        _check_lh_ranges(params, params_path)
     sizes = {p.name: p.stat().st_size for p in [*paths.values(), params_path]}
     return _RawSet(maps, paths, params, int(maps[fields[0]].shape[1]), sizes)
 
@@ -277,6 +311,14 @@ def _open_raw(
 def _open_maps(path: Path, n_sims: int) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"raw map file not found: {path}")
+    with open(path, "rb") as fh:
+        start = fh.read(6)
+    # numpy's error for a file that is no .npy at all talks about pickles: say what it is.
+    if start != b"\x93NUMPY":
+        raise DataFormatError(
+            f"{path}: not a .npy file (it starts with {start!r}: an HTML error page or another "
+            "file saved under this name?); fetch or copy the file again"
+        )
     try:
         maps = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -321,6 +363,22 @@ def _load_params(path: Path, n_sims: int) -> np.ndarray:
     return table
 
 
+def _check_lh_ranges(table: np.ndarray, path: Path) -> None:
+    """LH parameters lie in the latin-hypercube ranges (other sets, 1P and EX say, leave them
+    on purpose); a value outside names the file, the row and the parameter."""
+    for j, name in enumerate(cmd.PARAM_NAMES):
+        lo, hi = cmd.LH_RANGES[name]
+        # The table is written with a few digits: allow its rounding at the edges.
+        outside = np.flatnonzero((table[:, j] < lo * (1 - 1e-6)) | (table[:, j] > hi * (1 + 1e-6)))
+        if outside.size:
+            row = int(outside[0])
+            raise DataFormatError(
+                f"{path}: row {row} (simulation {row}) has {name} = {table[row, j]:g}, outside "
+                f"the LH range [{lo:g}, {hi:g}] ({outside.size} row(s) affected); the table is "
+                "corrupt or of another set (data.set)"
+            )
+
+
 def _field_moments(
     maps: np.ndarray,
     path: Path,
@@ -328,39 +386,76 @@ def _field_moments(
     indices: np.ndarray,
     log_floor: float,
     chunk_maps: int,
+    floor_non_positive: bool = False,
 ) -> dict[str, float]:
-    """Streamed mean/std of the log field over maps ``indices`` (ascending) of one file."""
-    count, mean, m2 = 0, 0.0, 0.0
-    n_floored = n_positive = 0
+    """Streamed mean/std of the log field over maps ``indices`` (ascending) of one file.
+
+    Per-map moments are kept too (a few floats per map), to find a map that dominates them.
+    """
+    map_means, map_m2 = [], []
+    n_floored = 0
     for lo, hi in _runs(indices, chunk_maps):
         first = int(indices[lo])
         raw = maps[first : first + hi - lo]
+        _check_plausible(raw, path, field, first, floor_non_positive)
         n_floored += int(np.count_nonzero(raw < log_floor))
-        n_positive += int(np.count_nonzero(raw > 0))
         logs = _log_field(raw, log_floor)
         _check_finite(logs, path, first)
-        n_b = logs.size
-        mean_b = float(logs.mean(dtype=np.float64))
-        logs -= mean_b
-        np.square(logs, out=logs)
-        m2_b = float(logs.sum(dtype=np.float64))
-        delta = mean_b - mean
-        total = count + n_b
-        mean += delta * n_b / total
-        m2 += m2_b + delta * delta * count * n_b / total
-        count = total
-    if n_positive == 0:
-        raise DataFormatError(
-            f"{path}: field {field} is non-positive everywhere in the train maps; "
-            "log10 is undefined (wrong file or field?)"
-        )
-    std = math.sqrt(m2 / count)
+        flat = logs.reshape(logs.shape[0], -1).astype(np.float64)
+        means = flat.mean(axis=1)
+        map_means.append(means)
+        map_m2.append(np.square(flat - means[:, None]).sum(axis=1))
+    means, m2s = np.concatenate(map_means), np.concatenate(map_m2)
+    pixels = maps.shape[1] * maps.shape[2]
+    # Pooled moments from the per-map ones (Chan et al.), all in float64.
+    mean = float(means.mean())
+    share = m2s + pixels * np.square(means - mean)
+    total = float(share.sum())
+    count = pixels * means.size
+    std = math.sqrt(total / count)
     if not std > 0:
         raise DataFormatError(
             f"{path}: field {field} is constant after the log floor {log_floor:g} over the "
             "train maps; it cannot be standardized"
         )
+    worst = int(np.argmax(share))
+    if share[worst] / total > max(DOMINANT_SHARE, 10.0 / means.size):
+        raise DataFormatError(
+            f"{path}: map index {int(indices[worst])} of field {field} holds "
+            f"{share[worst] / total:.0%} of the field's variance over {means.size} train maps "
+            f"(its mean log10 is {means[worst]:.3g}, the others' {mean:.3g}); it would rescale "
+            "every shard of the field: replace or remove that map"
+        )
     return {"mean": mean, "std": std, "floored_fraction": n_floored / count}
+
+
+def _check_plausible(
+    raw: np.ndarray, path: Path, field: str, first: int, floor_non_positive: bool
+) -> int:
+    """Refuse a constant map, or non-positive pixels unless they may be floored (then their
+    count is returned): maps ``first..`` of a field that is log-transformed."""
+    flat = raw.reshape(raw.shape[0], -1)
+    lowest, highest = flat.min(axis=1), flat.max(axis=1)
+    constant = np.flatnonzero(lowest == highest)
+    if constant.size:
+        i = int(constant[0])
+        raise DataFormatError(
+            f"{path}: map index {first + i} of field {field} is constant (every pixel "
+            f"{float(lowest[i]):g}); a map of the wrong field or a placeholder? replace it"
+        )
+    bad = np.flatnonzero(lowest <= 0)
+    if bad.size == 0:
+        return 0
+    if not floor_non_positive:
+        i = int(bad[0])
+        raise DataFormatError(
+            f"{path}: map index {first + i} of field {field} has "
+            f"{int(np.count_nonzero(flat[i] <= 0))} non-positive pixel(s) (lowest "
+            f"{float(lowest[i]):g}) and log10 is undefined there ({bad.size} map(s) of "
+            f"{first}..{first + raw.shape[0] - 1} affected); replace the map, or set "
+            "data.floor_non_positive: true to floor them at data.log_floor"
+        )
+    return int(np.count_nonzero(flat[bad] <= 0))
 
 
 def _check_finite(block: np.ndarray, path: Path, first: int) -> None:

@@ -33,13 +33,12 @@ from scipy import fft
 
 from astroflow.io import atomic_path
 from astroflow.maps import cmd
+from astroflow.maps.cmd import SYNTHETIC_FIELDS
 from astroflow.maps.power_spectrum import (
     gaussian_random_field,
     grid_variance,
     input_power_spectrum,
 )
-
-SYNTHETIC_FIELDS: tuple[str, ...] = ("Mgas", "HI", "B")
 
 LOG_SAMPLED: frozenset[str] = frozenset({"A_SN1", "A_AGN1", "A_SN2", "A_AGN2"})
 """Parameters that CAMELS samples uniformly in log (the feedback efficiencies)."""

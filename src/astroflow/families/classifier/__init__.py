@@ -150,6 +150,11 @@ class Classifier(Family):
             return list(settings["suites"])
         return super().suites(settings, config)
 
+    def items(self, split: str, settings: Mapping[str, Any], config: Mapping[str, Any]) -> int:
+        maps = super().items(split, settings, config)
+        # Phase classes: every map and its counterpart are two items.
+        return 2 * maps if settings["classes"] == "phase" else maps
+
     def descriptive_params(self, settings: Mapping[str, Any]) -> list[str]:
         return ["class", *settings["params"]]
 

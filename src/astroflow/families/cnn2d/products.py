@@ -2,8 +2,10 @@
 penultimate-layer embeddings of every test map.
 
 ``predictions.h5`` holds datasets ``mean``, ``std``, ``truth`` (n, P) float32 in physical
-units, ``sim_id`` and ``map_index`` (n,) int64, and attributes ``param_names`` (P) and
-``fields``; ``metrics.json`` holds ``n_maps`` and, under ``params``, one entry per parameter
+units, ``sim_id`` and ``map_index`` (n,) int64, ``outside_training_ranges`` (n,) bool (a
+parameter of the map's simulation lies outside the LH ranges: 1P, EX and BE sets), and
+attributes ``param_names`` (P) and ``fields``; ``metrics.json`` holds ``n_maps``,
+``n_outside_training_ranges`` and, under ``params``, one entry per parameter
 (:func:`~astroflow.evaluation.regression.regression_metrics`). Embeddings are written in the
 layout of :mod:`astroflow.embed`, one row per map.
 """
@@ -26,6 +28,7 @@ from astroflow.engine.batches import eval_loader
 from astroflow.evaluation.outputs import collect_outputs
 from astroflow.evaluation.regression import regression_metrics
 from astroflow.io import atomic_path, write_json
+from astroflow.maps import cmd
 from astroflow.maps.dataset import ShardDataset, unscale, unscale_sigma
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ def predict_maps(
     std = unscale_sigma(std_scaled, names)
     columns = [dataset.param_names.index(p) for p in names]
     truth = dataset.params_raw[:, columns]
+    outside = cmd.outside_lh_ranges(dataset.params_raw)
 
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("mean", data=mean)
@@ -64,12 +68,25 @@ def predict_maps(
         h5.create_dataset("truth", data=truth)
         h5.create_dataset("sim_id", data=dataset.sim_ids)
         h5.create_dataset("map_index", data=dataset.map_index)
+        h5.create_dataset("outside_training_ranges", data=outside)
         h5.attrs["param_names"] = list(names)
         h5.attrs["fields"] = list(meta["fields"])
         h5.attrs["model"] = Path(model_path).name
 
-    metrics = {"n_maps": len(dataset), "params": regression_metrics(mean, std, truth, names)}
+    metrics = {
+        "n_maps": len(dataset),
+        "n_outside_training_ranges": int(outside.sum()),
+        "params": regression_metrics(mean, std, truth, names),
+    }
     write_json(out_metrics, metrics)
+    if outside.any():
+        log.warning(
+            "%d of %d maps have parameters outside the LH ranges the network was trained on: "
+            "their predictions are extrapolations (flag outside_training_ranges in %s)",
+            int(outside.sum()),
+            len(dataset),
+            out_h5,
+        )
     for name, m in metrics["params"].items():
         r2 = "undefined" if m["r2"] is None else f"{m['r2']:.3f}"
         within = m["frac_within_1sigma"]

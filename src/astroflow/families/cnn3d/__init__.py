@@ -111,6 +111,7 @@ class Cnn3d(Family):
             outputs["density"],
             outputs["velocity"],
             velocity_offset_kms=config["cubes"]["velocity_offset_kms"],
+            center_on_emission=config["cubes"]["center_on_emission"],
             threads=threads,
         )
 

@@ -27,7 +27,8 @@ from torch import nn
 from astroflow.cubes.baseline import flat_profile_baseline, profile_metrics
 from astroflow.cubes.config import CoreConfig
 from astroflow.cubes.dataset import CubeDataset
-from astroflow.cubes.fits import load_ppv_on_channels, write_profile_fits
+from astroflow.cubes.emission import check_in_window, systemic_velocity
+from astroflow.cubes.fits import read_ppv_fits, resample_ppv, write_profile_fits
 from astroflow.cubes.params import PARAM_NAMES, PARAM_UNITS
 from astroflow.cubes.scaling import CubeScaling, scale_cubes, unscale_profiles
 from astroflow.cubes.shards import CubeShard, read_cube_shard
@@ -184,6 +185,7 @@ def predict_fits(
     out_velocity: str | os.PathLike[str],
     *,
     velocity_offset_kms: float = 0.0,
+    center_on_emission: bool = False,
     threads: int | None = None,
     device: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -193,9 +195,13 @@ def predict_fits(
     shifted by ``velocity_offset_kms`` (bring the source's systemic velocity to the training
     window) and resampled onto the model's training channels; channels outside the observed
     band count as empty. Predicted velocities are shifted back, so they are in the cube's own
-    frame. Both FITS files keep the cube's sky WCS and have a line-of-sight depth axis in pc;
-    blanked columns are NaN. The network assumes the training pixel scale and beam: a cube
-    whose pixels differ by more than 25 % is predicted with a warning in the log.
+    frame. With ``center_on_emission`` the offset is instead the systemic velocity estimated
+    from the emission (:mod:`astroflow.cubes.emission`) less the centre of the training
+    systemic velocities. A cube without emission, all blank, or whose emission lies mostly
+    outside the training channels is refused. Both FITS files keep the cube's sky WCS and have
+    a line-of-sight depth axis in pc; blanked columns are NaN. The network assumes the
+    training pixel scale and beam: a cube whose pixels differ by more than 25 % is predicted
+    with a warning in the log, as is a cube narrower than the network's receptive field.
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -204,10 +210,18 @@ def predict_fits(
         raise ValueError(f"{model_path}: a {meta['model']} model, not a cube model (cnn3d)")
     config = CoreConfig.from_mapping(meta["core_config"])
     scaling = CubeScaling.from_mapping(meta["normalization"])
-    cube, ppv = load_ppv_on_channels(
-        cube_path, config.channels_kms, velocity_offset_kms=velocity_offset_kms, fill_value=0.0
+    ppv = read_ppv_fits(cube_path)
+    if center_on_emission:
+        velocity_offset_kms = systemic_velocity(ppv, cube_path) - float(
+            np.mean(config.systemic_velocity_kms)
+        )
+        log.info("%s: centred on the emission, offset %.3f km/s", cube_path, velocity_offset_kms)
+    check_in_window(ppv, cube_path, config.channels_kms, velocity_offset_kms)
+    cube = resample_ppv(
+        ppv, cube_path, config.channels_kms, velocity_offset_kms=velocity_offset_kms, fill_value=0.0
     )
     _check_pixel_scale(cube_path, ppv.celestial, config)
+    _check_receptive_field(cube_path, cube.shape[1:], model)
     x = torch.from_numpy(scale_cubes(cube, scaling))[None]
     device_of_model = next(model.parameters()).device
     with torch.no_grad():
@@ -240,6 +254,23 @@ def predict_fits(
         float(np.median(density.mean(axis=0)[ppv.valid])) if ppv.valid.any() else math.nan,
     )
     return density, velocity
+
+
+def _check_receptive_field(
+    path: str | os.PathLike[str], shape: tuple[int, ...], model: nn.Module
+) -> None:
+    # Columns nearer the edge than the receptive field see zero padding instead of neighbours.
+    width = 2 * getattr(model, "radius", 0) + 1
+    if min(shape) < width:
+        log.warning(
+            "%s: %d x %d columns, fewer than the network's receptive field of %d x %d: every "
+            "column sees the zero padding beyond the edge, so its profiles differ from those "
+            "of the same column in a larger cube",
+            path,
+            *shape,
+            width,
+            width,
+        )
 
 
 def _check_pixel_scale(path: str | os.PathLike[str], celestial: Any, config: CoreConfig) -> None:
