@@ -23,14 +23,11 @@ CPU_RULES = {
 }
 LOCAL_RULES = {
     "plot_example_maps",
-    "plot_training_curves",
-    "plot_predictions",
-    "plot_tsne",
+    "plot_figure",
+    "plot_sweep",
     "write_cube_examples",
     "plot_channel_maps",
     "plot_moment_maps",
-    "plot_profiles",
-    "plot_residual_maps",
 }
 
 pytestmark = pytest.mark.cluster
