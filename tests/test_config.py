@@ -208,3 +208,14 @@ def test_repeated_key_is_refused(tmp_path):
 @pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "camels.yaml"])
 def test_shipped_configs_load_strictly(name):
     assert load_config_file(ROOT / "config" / name)["experiments"]
+
+
+def test_the_command_line_check_names_file_and_line_of_a_yaml_error(tmp_path, capsys):
+    from astroflow.config import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 7\ndata:\n  source: synthetic\n  fields: [Mgas, HI\nexperiments: {}\n")
+    assert main([str(bad), str(ROOT / "config" / "test.yaml")]) == 1
+    out, err = capsys.readouterr()
+    assert f"{bad}, line 5" in err and "not valid YAML" in err
+    assert "test.yaml: valid, experiments cnn2d_mgas" in out

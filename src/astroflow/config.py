@@ -395,3 +395,36 @@ def _check_cubes(cubes: Mapping[str, Any]) -> None:
             f"invalid config value at 'cubes.fits_examples': {cubes['fits_examples']} examples "
             f"but a shard holds {cubes['cores_per_shard']} cores (cubes.cores_per_shard)"
         )
+
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+"""The workflow's schema, beside the library in a source checkout."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m astroflow.config FILE...``: check config files as the workflow will.
+
+    Snakemake reads a ``--configfile`` itself before the workflow starts and names neither the
+    file nor the line of a YAML error; this check does, and runs every later check too, so a
+    config can be tried before a cluster submission.
+    """
+    import sys
+
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print("usage: python -m astroflow.config config.yaml [more.yaml ...]", file=sys.stderr)
+        return 2
+    status = 0
+    for path in paths:
+        try:
+            config = validate_config(load_config_file(path), SCHEMA)
+        except (ConfigError, OSError) as err:
+            print(f"{path}: {err}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{path}: valid, experiments {', '.join(config['experiments'])}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
