@@ -120,3 +120,14 @@ print(json.dumps(loaded))
         or m.endswith(".training")
     ]
     assert training == []
+
+
+def test_a_sweep_member_makes_what_the_sweep_compares():
+    family = get_family("classifier")
+    full = family.products("clf_strength_2", {}, {"sweep_member": False})
+    member = family.products("clf_strength_0", {}, {"sweep_member": True})
+    assert member == [
+        "results/clf_strength_0/figures/training_curves.png",
+        "results/clf_strength_0/metrics.json",
+    ]
+    assert "results/clf_strength_2/clusters.json" in full and len(full) == 7

@@ -86,6 +86,18 @@ def test_every_product_is_written(finished_run):
         assert (workdir / "results" / "cores" / "figures" / f"{figure}.png").stat().st_size > 0
     assert not (base / "figures" / "predictions.png").exists()
     assert not list(workdir.rglob("*.part")), "temporary files left behind"
+    sweep = json.loads((workdir / "results/classify_phases/sweep.json").read_text())
+    assert sweep["values"] == [0.0, 2.0]
+    assert set(sweep["metrics"]) == {"CNN test accuracy", "P(k) + moments baseline"}
+    assert (workdir / "results/classify_phases/figures/sweep.png").stat().st_size > 0
+    last = workdir / "results/classify_phases_strength_2/figures"
+    assert {p.stem for p in last.glob("*.png")} == {
+        "training_curves",
+        "roc",
+        "confusion",
+        "confident_maps",
+        "tsne",
+    }
 
 
 def test_cube_experiment_beats_the_baseline_and_keeps_its_products_consistent(finished_run):

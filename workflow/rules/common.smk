@@ -221,14 +221,16 @@ def sweep_family(wildcards):
     return family_of(SWEEPS[wildcards.sweep]["experiments"][0])
 
 
+SWEEP_MEMBERS = {e for sweep in SWEEPS.values() for e in sweep["experiments"][:-1]}
+"""Experiments of a sweep but its last: they make what the sweep compares."""
 PREDICTING = [e for e in EXPERIMENTS if family_of(e).predicts]
 """Experiments with metrics.json, in config order."""
-EMBEDDING = [e for e in EXPERIMENTS if family_of(e).embeds]
-"""Experiments with clusters.json, in config order."""
+EMBEDDING = [e for e in EXPERIMENTS if family_of(e).embeds and e not in SWEEP_MEMBERS]
+"""Experiments with clusters.json in the summary, in config order."""
 
 
 def experiment_products(experiment):
-    context = {"real_cubes": REAL_CUBES}
+    context = {"real_cubes": REAL_CUBES, "sweep_member": experiment in SWEEP_MEMBERS}
     return family_of(experiment).products(experiment, EXPERIMENTS[experiment], context)
 
 

@@ -123,10 +123,16 @@ class Family:
     ) -> list[str]:
         """Paths (from the working directory) that ``snakemake`` builds for an experiment.
 
-        ``context`` holds workflow facts a family may need (``real_cubes``: names of the real
-        FITS cubes to predict).
+        ``context`` holds workflow facts a family may need: ``real_cubes``, names of the real
+        FITS cubes to predict; ``sweep_member``, true for the members of a sweep but its last,
+        which need only the metrics the sweep compares and their training curves (the last
+        member gets every product, and any product of a member is still a target of its own).
         """
         base = f"results/{experiment}"
+        if context.get("sweep_member"):
+            return [f"{base}/figures/{TRAINING_CURVES.name}.png"] + (
+                [f"{base}/metrics.json"] if self.predicts else []
+            )
         products = [f"{base}/figures/{figure.name}.png" for figure in self.figures]
         if self.predicts:
             products.append(f"{base}/metrics.json")
