@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from astroflow.device import to_device
+from astroflow.engine.batches import eval_loader
 
 
 def as_tuple(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -41,3 +42,18 @@ def collect_outputs(
         for store, tensor in zip(chunks, out, strict=True):
             store.append(tensor.float().cpu().numpy())
     return tuple(np.concatenate(store) for store in chunks)
+
+
+def dataset_outputs(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    method: str = "forward",
+) -> tuple[np.ndarray, ...]:
+    """:func:`collect_outputs` over a whole ``dataset``, read in order in batches: what every
+    family's predictions and embeddings start from."""
+    loader = eval_loader(dataset, batch_size, device, num_workers)
+    return collect_outputs(model, loader, device, method)

@@ -22,13 +22,12 @@ import torch
 from torch import nn
 
 from astroflow.embed import write_embeddings
-from astroflow.engine.batches import eval_loader
 from astroflow.evaluation.classification import (
     classification_metrics,
     spectral_baseline_probabilities,
     spectral_features,
 )
-from astroflow.evaluation.outputs import collect_outputs
+from astroflow.evaluation.outputs import dataset_outputs
 from astroflow.families.classifier.data import BOX_UNITS, ClassDataset, class_dataset
 from astroflow.io import atomic_path, write_json
 
@@ -68,8 +67,9 @@ def predict_classes(
 ) -> dict[str, Any]:
     """Probabilities of the CNN and of the baseline for both classes of every test map."""
     dataset = open_for_model(shard_paths, meta, model_path)
-    loader = eval_loader(dataset, batch_size, device, num_workers)
-    (logits,) = collect_outputs(model, loader, device)
+    (logits,) = dataset_outputs(
+        model, dataset, batch_size=batch_size, num_workers=num_workers, device=device
+    )
     probabilities = torch.softmax(torch.from_numpy(logits).double(), dim=1).float().numpy()
     features = spectral_features(dataset.maps, BOX_UNITS)
     baseline = spectral_baseline_probabilities(meta["baseline"], features, len(probabilities[0]))
@@ -131,8 +131,14 @@ def embed_classes(
     """Penultimate features of both classes of every test map; ``class`` is the last column
     of ``params_raw``, after the simulation's parameters."""
     dataset = open_for_model(shard_paths, meta, model_path)
-    loader = eval_loader(dataset, batch_size, device, num_workers)
-    (features,) = collect_outputs(model, loader, device, method="features")
+    (features,) = dataset_outputs(
+        model,
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        method="features",
+    )
     write_embeddings(
         out_h5,
         features,

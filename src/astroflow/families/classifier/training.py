@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,6 +63,3 @@ class ClassifierTraining(SupervisedFamily):
 
     def input_names(self, cfg: Mapping[str, Any]) -> list[str]:
         return list(cfg["fields"])
-
-    def validation_images(self, outputs, dataset) -> dict[str, np.ndarray]:
-        return {}

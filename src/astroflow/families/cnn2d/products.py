@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from astroflow.embed import write_embeddings
-from astroflow.engine.batches import eval_loader
-from astroflow.evaluation.outputs import collect_outputs
+from astroflow.evaluation.outputs import dataset_outputs
 from astroflow.evaluation.regression import regression_metrics
 from astroflow.io import atomic_path, write_json
 from astroflow.maps import cmd
@@ -52,8 +51,9 @@ def predict_maps(
     truth is the shards' ``params_raw``.
     """
     dataset = open_for_model(shard_paths, meta, model_path)
-    loader = eval_loader(dataset, batch_size, device, num_workers)
-    mean_scaled, std_scaled = collect_outputs(model, loader, device)
+    mean_scaled, std_scaled = dataset_outputs(
+        model, dataset, batch_size=batch_size, num_workers=num_workers, device=device
+    )
 
     names = meta["params"]
     mean = unscale(mean_scaled, names)
@@ -107,8 +107,14 @@ def embed_maps(
 ) -> None:
     """Penultimate features of every map, with its simulation's parameters."""
     dataset = open_for_model(shard_paths, meta, model_path)
-    loader = eval_loader(dataset, batch_size, device, num_workers)
-    (features,) = collect_outputs(model, loader, device, method="features")
+    (features,) = dataset_outputs(
+        model,
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        method="features",
+    )
     write_embeddings(
         out_h5,
         features,

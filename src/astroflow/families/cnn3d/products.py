@@ -34,8 +34,7 @@ from astroflow.cubes.scaling import CubeScaling, scale_cubes, unscale_profiles
 from astroflow.cubes.shards import CubeShard, read_cube_shard
 from astroflow.device import select_device
 from astroflow.embed import write_embeddings
-from astroflow.engine.batches import eval_loader
-from astroflow.evaluation.outputs import collect_outputs
+from astroflow.evaluation.outputs import dataset_outputs
 from astroflow.io import atomic_path, write_json
 from astroflow.modelfile import load_model
 
@@ -94,8 +93,9 @@ def predict_profiles(
     """Profiles of every column of every cube, the baseline's, and the metrics of both."""
     shards = [read_cube_shard(path) for path in shard_paths]  # unscaled: truth and baseline
     dataset = open_for_model(shard_paths, meta, model_path, shards)
-    loader = eval_loader(dataset, batch_size, device, num_workers)
-    (scaled,) = collect_outputs(model, loader, device)
+    (scaled,) = dataset_outputs(
+        model, dataset, batch_size=batch_size, num_workers=num_workers, device=device
+    )
     density, velocity = unscale_profiles(scaled, dataset.scaling)
     true_density = np.concatenate([s.density for s in shards])
     true_velocity = np.concatenate([s.velocity for s in shards])
@@ -162,8 +162,14 @@ def embed_cubes(
     13 generating parameters, so t-SNE and clustering read both families alike.
     """
     dataset = open_for_model(shard_paths, meta, model_path)
-    loader = eval_loader(dataset, batch_size, device, num_workers)
-    (features,) = collect_outputs(model, loader, device, method="features")
+    (features,) = dataset_outputs(
+        model,
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        method="features",
+    )
     write_embeddings(
         out_h5,
         features,
