@@ -97,6 +97,12 @@ def reading(kind):
     return [e for e in EXPERIMENTS if family_of(e).data == kind]
 
 
+EVALUATIONS = sorted(
+    {e.name for experiment in EXPERIMENTS for e in family_of(experiment).evaluations}
+)
+"""Names of every family evaluation in the config (results/<experiment>/<name>.json)."""
+
+
 wildcard_constraints:
     suite="|".join(SUITES),
     split="|".join(SPLITS),
@@ -105,6 +111,7 @@ wildcard_constraints:
     sweep="|".join(SWEEPS) or "(?!)",
     cubeset=CUBESET,
     figure="[a-z0-9_]+",
+    evaluation="|".join(EVALUATIONS) or "(?!)",
 
 
 def canonical(mapping):
@@ -125,17 +132,18 @@ def cube_shard_files(split):
     return [f"{CUBE_DIR}/{split}/{i:03d}.h5" for i in range(CUBES["shards"][split])]
 
 
+def shards_of(experiment, split):
+    """The shards of ``split`` that an experiment's family reads: map shards of each of its
+    suites, in order, or cube shards."""
+    if family_of(experiment).data == "cubes":
+        return cube_shard_files(split)
+    suites = experiment_suites(experiment)
+    return [path for suite in suites for path in shard_files(split, suite)]
+
+
 def experiment_shards(split):
-    """Input function: the shards of ``split`` that the experiment's family reads (map
-    shards of each of its suites, in order, or cube shards)."""
-
-    def shards(wildcards):
-        suites = experiment_suites(wildcards.experiment)
-        if not suites:
-            return cube_shard_files(split)
-        return [path for suite in suites for path in shard_files(split, suite)]
-
-    return shards
+    """Input function: the shards of ``split`` the experiment reads."""
+    return lambda wildcards: shards_of(wildcards.experiment, split)
 
 
 def experiment_settings(wildcards):
@@ -152,6 +160,13 @@ def experiment_settings(wildcards):
     }
     settings["seed"] = config["seed"]
     return canonical(settings)
+
+
+def product_settings(wildcards):
+    """An experiment's settings but its resource and runtime keys: what its products (an
+    evaluation, say) depend on, descriptive settings included."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return canonical({k: v for k, v in experiment.items() if k not in RUNTIME_KEYS})
 
 
 def experiment_threads(wildcards):
@@ -190,9 +205,34 @@ def knn_param(wildcards):
 
 
 def figure_inputs(wildcards):
-    """The experiment's products that one of its family's figures is drawn from."""
+    """The experiment's products that one of its family's figures is drawn from, then the
+    shards of the splits it reads."""
     figure = family_of(wildcards.experiment).figure(wildcards.figure)
-    return [f"results/{wildcards.experiment}/{name}" for name in figure.inputs]
+    products = [f"results/{wildcards.experiment}/{name}" for name in figure.inputs]
+    shards = [
+        p for split in figure.splits for p in shards_of(wildcards.experiment, split)
+    ]
+    return products + shards
+
+
+def evaluation_inputs(wildcards):
+    """Named inputs of a family evaluation: its own products (``model.pt`` as ``model``),
+    the shards of each split it reads (by split name), and other experiments' products.
+    """
+    family = family_of(wildcards.experiment)
+    evaluation = family.evaluation(wildcards.evaluation)
+    inputs = {
+        name.split(".")[0]: f"results/{wildcards.experiment}/{name}"
+        for name in evaluation.inputs
+    }
+    for split in evaluation.splits:
+        inputs[split] = shards_of(wildcards.experiment, split)
+    inputs.update(
+        family.evaluation_references(
+            evaluation.name, EXPERIMENTS[wildcards.experiment], config
+        )
+    )
+    return inputs
 
 
 def figure_colours(wildcards):

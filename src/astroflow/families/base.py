@@ -58,6 +58,23 @@ class Figure:
     coloured: bool = False
     """Whether the figure is coloured by the experiment's descriptive parameters (so a change
     of them redraws it, and only it)."""
+    splits: tuple[str, ...] = ()
+    """Shard splits the figure also reads (their shards follow ``inputs``, split by split)."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A JSON product ``results/<experiment>/<name>.json`` that the family computes.
+
+    It reads ``inputs`` (products of the same experiment, ``model.pt`` by default), the
+    shards of ``splits``, and the products of other experiments that
+    :meth:`Family.evaluation_references` names; :meth:`Family.evaluate` writes it. It runs
+    the network, so it gets the experiment's threads and (at most one) GPU.
+    """
+
+    name: str
+    splits: tuple[str, ...] = ("test",)
+    inputs: tuple[str, ...] = ("model.pt",)
 
 
 TRAINING_CURVES = Figure(
@@ -111,6 +128,8 @@ class Family:
     (the cube data kind's ``data/real_cubes/<name>.fits``, say)."""
     sweep_reference: tuple[str, float] | None = None
     """A horizontal line of the sweep figure (label, value), chance accuracy for example."""
+    evaluations: tuple[Evaluation, ...] = ()
+    """JSON products beyond ``metrics.json`` (an emulator's validation, say)."""
 
     # -- parse time: pure Python --------------------------------------------------------------
 
@@ -138,6 +157,7 @@ class Family:
             products.append(f"{base}/metrics.json")
         if self.embeds:
             products.append(f"{base}/clusters.json")
+        products += [f"{base}/{evaluation.name}.json" for evaluation in self.evaluations]
         return products
 
     def items(self, split: str, settings: Mapping[str, Any], config: Mapping[str, Any]) -> int:
@@ -166,6 +186,19 @@ class Family:
             f"family {self.name} has no figure {name!r}; it has "
             f"{', '.join(f.name for f in self.figures)}"
         )
+
+    def evaluation(self, name: str) -> Evaluation:
+        for evaluation in self.evaluations:
+            if evaluation.name == name:
+                return evaluation
+        raise KeyError(f"family {self.name} has no evaluation {name!r}")
+
+    def evaluation_references(
+        self, name: str, settings: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> dict[str, str]:
+        """Products of other experiments that evaluation ``name`` reads, by input name (the
+        model of a cnn2d experiment that infers parameters from generated maps, say)."""
+        return {}
 
     # -- job time: imports torch or matplotlib on first use -----------------------------------
 
@@ -216,6 +249,21 @@ class Family:
     ) -> None:
         """Apply the model to one real observation (``real_outputs`` name the products)."""
         raise NotImplementedError(f"family {self.name} predicts no real data")
+
+    def evaluate(
+        self,
+        name: str,
+        inputs: Mapping[str, list[str]],
+        output: str | os.PathLike[str],
+        *,
+        settings: Mapping[str, Any],
+        config: Mapping[str, Any],
+        threads: int | None = None,
+    ) -> dict[str, Any]:
+        """Write evaluation ``name`` to ``output`` (JSON) and return it. ``inputs`` maps each
+        input name (``model``, a split, a reference) to its paths; ``settings`` are the
+        experiment's, defaults filled in."""
+        raise NotImplementedError(f"family {self.name} has no evaluation {name!r}")
 
     def plot(
         self, figure: str, inputs: Sequence[str], output: str, colour_by: Sequence[str]
