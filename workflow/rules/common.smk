@@ -274,8 +274,11 @@ def experiment_products(experiment):
     return family_of(experiment).products(experiment, EXPERIMENTS[experiment], context)
 
 
-def all_products():
+def all_products(include_resources=True):
+    """Every target of a run; the resources page comes last, built from the others."""
     products = ["results/summary.html"]
+    if include_resources:
+        products.append("results/resources.html")
     if reading("maps"):
         products.append(f"results/{DATASET}/figures/example_maps.png")
     if reading("cubes"):
