@@ -160,3 +160,8 @@ def _velocity_rms(config: VolumeConfig) -> float:
     sigma2 = config.log_density_sigma**2
     per_mode = _mode_variance(config) * sigma2 / k2 / 3.0  # isotropy: a third per component
     return float(np.sqrt(np.sum(per_mode * _full_grid_weights(n))))
+
+
+def synthesis_settings(section: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`VolumeConfig` keys of the workflow's ``volumes`` config section."""
+    return {key: section[key] for key in VolumeConfig.__dataclass_fields__ if key in section}

@@ -164,9 +164,9 @@ class Srgan3d(Family):
         return Srgan3dTraining()
 
     def build_network(self, arch):
-        from astroflow.families.srgan3d.training import make_generator
+        from astroflow.models.srgan3d import Generator
 
-        return make_generator(arch)
+        return Generator(arch["channels"], arch["factor"], arch["width"], arch["checkpointing"])
 
     def evaluate(self, name, inputs, output, *, settings, config, threads=None):
         from astroflow.families.srgan3d.evaluation import evaluate_superres

@@ -22,6 +22,7 @@ from torch import nn
 from astroflow.batch import Batch
 from astroflow.device import to_device
 from astroflow.engine.family import Parts, Paths, StepContext, TrainingFamily, Validation
+from astroflow.families.srgan3d import SRGAN3D
 from astroflow.families.srgan3d.images import ratio_image, slice_image
 from astroflow.families.srgan3d.inference import superresolve, trilinear
 from astroflow.families.srgan3d.validation import compare_channel, contrast, validation_loss
@@ -30,10 +31,6 @@ from astroflow.volumes.dataset import VolumeDataset, read_shards
 from astroflow.volumes.scaling import VolumeScaling, fit_scaling
 
 VALIDATION_NOISE_SEED = 0
-
-
-def make_generator(arch: Mapping[str, Any]) -> Generator:
-    return Generator(arch["channels"], arch["factor"], arch["width"], arch["checkpointing"])
 
 
 class Srgan3dTraining(TrainingFamily):
@@ -72,7 +69,7 @@ class Srgan3dTraining(TrainingFamily):
 
     def networks(self, arch: Mapping[str, Any]) -> dict[str, nn.Module]:
         return {
-            "generator": make_generator(arch),
+            "generator": SRGAN3D.build_network(arch),
             "critic": Critic(arch["channels"], arch["critic_width"]),
         }
 
