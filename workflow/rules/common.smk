@@ -146,7 +146,11 @@ def volume_shard_files(split):
 def volume_synthesis():
     """The synthetic volume settings (astroflow.volumes.synthetic.VolumeConfig)."""
     return canonical(
-        {k: v for k, v in VOLUMES.items() if k not in ("name", "shards", "volumes_per_shard")}
+        {
+            k: v
+            for k, v in VOLUMES.items()
+            if k not in ("name", "shards", "volumes_per_shard")
+        }
     )
 
 
