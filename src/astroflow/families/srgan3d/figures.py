@@ -28,6 +28,8 @@ def _pyplot():
 
 def plot_power_spectra(superres_json: str | os.PathLike[str], output: str) -> None:
     """P(k), P/P_true and r(k) per channel (columns)."""
+    from matplotlib.ticker import NullFormatter
+
     plt = _pyplot()
     data = json.loads(Path(superres_json).read_text())
     channels = data["channels"]
@@ -50,6 +52,7 @@ def plot_power_spectra(superres_json: str | os.PathLike[str], output: str) -> No
         bottom.axhline(0.9, color="0.5", lw=0.8)
         for ax in (top, mid, bottom):
             ax.axvline(data["k_lr_nyquist"], color="k", ls=":", lw=0.8)
+            ax.xaxis.set_minor_formatter(NullFormatter())
         score = ch["scores"]["output"]["power_error_small_scales"]
         top.set_title(f"{name}: small-scale |ΔP/P| {score:.2f}" if score is not None else name)
         top.set_ylabel("P(k) [(Mpc/h)^3]" if col == 0 else None)
