@@ -43,12 +43,19 @@ def _conv_block(n_in: int, n_out: int) -> nn.Sequential:
     )
 
 
+NOISE_AMPLITUDE = 0.3
+"""Initial amplitude of the injected noise. Started at zero (StyleGAN's choice) the critic's
+gradient reaches the noise only slowly: after 320 steps of the default experiment the median
+small-scale |P/P_true - 1| was 0.55-0.76 per channel, against 0.26-0.42 from 0.3 (and
+0.26-0.42 from 1.0)."""
+
+
 class NoiseInjection(nn.Module):
-    """Adds one noise field (B, 1, ...) with a learned amplitude per feature (zero at first)."""
+    """Adds one noise field (B, 1, ...) with a learned amplitude per feature."""
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(1, width, 1, 1, 1))
+        self.weight = nn.Parameter(torch.full((1, width, 1, 1, 1), NOISE_AMPLITUDE))
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return x + self.weight * noise
