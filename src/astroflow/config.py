@@ -335,6 +335,8 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
         _check_sizes(name, experiment, config)
     if any(FAMILIES[e["model"]].data == "cubes" for e in config["experiments"].values()):
         _check_cubes(config["cubes"])
+    if any(FAMILIES[e["model"]].data == "volumes" for e in config["experiments"].values()):
+        _check_volumes(config["volumes"])
 
 
 def _check_sizes(name: str, experiment: Mapping[str, Any], config: Mapping[str, Any]) -> None:
@@ -400,6 +402,16 @@ def _check_cubes(cubes: Mapping[str, Any]) -> None:
             f"invalid config value at 'cubes.fits_examples': {cubes['fits_examples']} examples "
             f"but a shard holds {cubes['cores_per_shard']} cores (cubes.cores_per_shard)"
         )
+
+
+def _check_volumes(volumes: Mapping[str, Any]) -> None:
+    """The volume settings build a valid synthetic configuration."""
+    from astroflow.volumes.synthetic import VolumeConfig, synthesis_settings
+
+    try:
+        VolumeConfig(**synthesis_settings(volumes))
+    except ValueError as err:
+        raise ConfigError(f"invalid config value at 'volumes': {err}") from None
 
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
