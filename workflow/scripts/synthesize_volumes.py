@@ -3,7 +3,7 @@
 from astroflow.runlog import log_to_file
 from astroflow.volumes.shards import write_volume_shard
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     p = snakemake.params
     write_volume_shard(
         p.settings,
