@@ -19,8 +19,8 @@ from astroflow.maps.power_spectrum import power_spectrum_2d
 
 MIN_MODES = 24
 """Bins with fewer Fourier modes (the largest scales: 8, 12, 16 modes in the first three
-one-k_f annuli, 28 or more beyond) are too noisy for 15 maps to pin down a ratio: they are left out of the
-"well-sampled" medians."""
+one-k_f annuli, 28 or more beyond) are too noisy for 15 maps to pin down a ratio: they are
+left out of the "well-sampled" medians."""
 
 
 def field_pairs(n_fields: int) -> list[tuple[int, int]]:
