@@ -6,8 +6,62 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from astroflow.families.base import TRAINING_CURVES, Family, SettingError, check_fields
+from astroflow.families.base import (
+    TRAINING_CURVES,
+    Evaluation,
+    Family,
+    Figure,
+    SettingError,
+    check_fields,
+)
 from astroflow.maps.cmd import PARAM_NAMES
+
+EMULATOR = Evaluation("emulator", splits=("test", "train"))
+"""results/<experiment>/emulator.json (:mod:`astroflow.families.gan2d.evaluation`)."""
+
+CATEGORY = "Emulator"
+MAPS = Figure(
+    "maps",
+    ("model.pt",),
+    "Real (top) and generated (bottom) maps of experiment ``{experiment}`` at the parameters "
+    "of three test simulations, one column group per field, on the colour scale of the real "
+    "map: the generator should be indistinguishable by eye, not identical (the latent differs "
+    "from the simulation's initial conditions).",
+    CATEGORY,
+    splits=("test",),
+)
+PK_RATIOS = Figure(
+    "pk_ratios",
+    ("emulator.json",),
+    "P_gen(k)/P_real(k) of experiment ``{experiment}`` per field: median over the test "
+    "simulations (line) and 16-84% range (band) for the generated maps, the noise floor (fresh "
+    "maps of the same parameters, grey) and the two-point baseline (dashed). A generator "
+    "inside the grey band is as close as the data allow; dotted bins are not well sampled.",
+    CATEGORY,
+)
+PDFS = Figure(
+    "pdfs",
+    ("emulator.json",),
+    "Pixel distributions of log10 of every field over all test maps of experiment "
+    "``{experiment}``, real and generated; the W1 distances of the JSON summarize the gap.",
+    CATEGORY,
+)
+CROSS = Figure(
+    "cross_correlation",
+    ("emulator.json",),
+    "Cross-correlation coefficient r(k) of every field pair, averaged over the test "
+    "simulations of experiment ``{experiment}``: real, generated, and the two-point baseline.",
+    CATEGORY,
+)
+RECOVERY = Figure(
+    "recovery",
+    ("emulator.json",),
+    "Parameters inferred by the cnn2d experiment named in ``recovery`` from the real (left "
+    "points) and the generated test maps of experiment ``{experiment}`` against the truth, "
+    "one panel per parameter with both R\\ :sup:`2`: a generator that encodes the parameters "
+    "as the simulations do gives the same scatter.",
+    CATEGORY,
+)
 
 NAMES = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}}
 
@@ -98,12 +152,26 @@ class Gan2d(Family):
             "default": 8,
             "description": "validation simulations whose emulator score picks the saved epoch",
         },
+        "recovery": {
+            "type": "string",
+            "default": "",
+            "description": "cnn2d experiment whose model infers parameters from generated maps "
+            "('': no recovery test)",
+        },
+        "baseline_neighbours": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 3,
+            "description": "nearest training simulations whose mean spectra the two-point "
+            "baseline uses",
+        },
     }
-    runtime_settings = ()
+    runtime_settings = ("recovery", "baseline_neighbours")
     predicts = False
     embeds = False
     loss_label = "critic loss (validation: emulator score)"
-    figures = (TRAINING_CURVES,)
+    evaluations = (EMULATOR,)
+    figures = (TRAINING_CURVES, MAPS, PK_RATIOS, PDFS, CROSS, RECOVERY)
 
     def check(self, experiment: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         check_fields(experiment["fields"], config["data"]["fields"])
@@ -112,6 +180,51 @@ class Gan2d(Family):
             raise SettingError("params", f"{unknown} are not CMD parameters {list(PARAM_NAMES)}")
         if config["data"]["map_size"] < 16:
             raise SettingError("model", "gan2d needs data.map_size >= 16")
+        recovery = experiment["recovery"]
+        if recovery:
+            other = config["experiments"].get(recovery)
+            if other is None or other.get("model") != "cnn2d":
+                raise SettingError("recovery", f"{recovery!r} is not a cnn2d experiment")
+            missing = [f for f in other["fields"] if f not in experiment["fields"]]
+            if missing:
+                raise SettingError(
+                    "recovery", f"cnn2d experiment {recovery!r} reads {missing}, not generated"
+                )
+
+    def products(self, experiment, settings, context):
+        products = super().products(experiment, settings, context)
+        if not settings["recovery"]:
+            products.remove(f"results/{experiment}/figures/{RECOVERY.name}.png")
+        return products
+
+    def evaluation_references(self, name, settings, config):
+        if settings["recovery"]:
+            return {"recovery_model": f"results/{settings['recovery']}/model.pt"}
+        return {}
+
+    def evaluate(self, name, inputs, output, *, settings, config, threads=None):
+        from astroflow.families.gan2d.evaluation import evaluate_emulator
+
+        if name != EMULATOR.name:
+            return super().evaluate(
+                name, inputs, output, settings=settings, config=config, threads=threads
+            )
+        return evaluate_emulator(inputs, output, settings=settings, config=config, threads=threads)
+
+    def plot(self, figure, inputs, output, colour_by):
+        from astroflow.families.gan2d import figures
+
+        draw = {
+            MAPS.name: figures.draw_maps,
+            PK_RATIOS.name: figures.draw_pk_ratios,
+            PDFS.name: figures.draw_pdfs,
+            CROSS.name: figures.draw_cross_correlation,
+            RECOVERY.name: figures.draw_recovery,
+        }
+        if figure in draw:
+            draw[figure](inputs, output)
+        else:
+            super().plot(figure, inputs, output, colour_by)
 
     def training(self):
         from astroflow.families.gan2d.training import Gan2dTraining
