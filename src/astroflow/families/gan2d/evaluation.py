@@ -261,7 +261,7 @@ def recover_parameters(
         out[f"predicted_{name}"] = predicted.tolist()
         for j, param in enumerate(names):
             out["params"].setdefault(param, {})[name] = r2_score(truth[:, j], predicted[:, j])
-    for param, scores in out["params"].items():
+    for scores in out["params"].values():
         real_r2, gan_r2 = scores["real"], scores["gan"]
         scores["ratio"] = None if not real_r2 or gan_r2 is None else gan_r2 / real_r2
     return out
