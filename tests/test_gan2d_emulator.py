@@ -122,3 +122,91 @@ def test_real_data_floor_splits_each_simulation_in_halves(trained):
     assert "recovery" not in result
     ratios = np.array(result["curves"]["ratio_floor"])
     assert ratios.shape == (3, len(FIELDS), SIZE // 2)
+
+
+def test_generated_cmd_files_pass_the_download_checks_and_train_a_cnn2d(trained, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import h5py
+    import yaml
+
+    from astroflow.maps.local import cmd_folder_shape, link_cmd_file
+
+    root, shards, settings = trained
+    settings = {**settings, "samples": {"grid": {"latin_hypercube": 8, "sims": 1}}}
+    config = {"seed": SEED, "data": {"suite": "IllustrisTNG", "set": "LH"}}
+    folder = tmp_path / "grid"
+    get_family("gan2d").sample(
+        "grid",
+        root / "gan" / "model.pt",
+        tmp_path / "grid.h5",
+        folder,
+        settings=settings,
+        config=config,
+        threads=1,
+    )
+    with h5py.File(tmp_path / "grid.h5", "r") as h5:
+        assert h5["maps"].shape == (8 * 15, 3, SIZE, SIZE)
+        assert list(h5.attrs["fields"]) == FIELDS
+    for field in FIELDS:
+        assert cmd_folder_shape(folder, "IllustrisTNG", "LH", field) == (8, SIZE)
+    for path in folder.iterdir():  # the checks of a downloaded or linked file
+        link_cmd_file(path, tmp_path / "links" / path.name, n_sims=8, map_size=SIZE)
+    # The same folder through the config alone: data.source local, a cnn2d experiment.
+    repo = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((repo / "config" / "test.yaml").read_text())
+    cfg["data"] = {
+        "source": "local",
+        "path": str(folder),
+        "set": "LH",
+        "fields": FIELDS,
+        "splits": {"train": 0.5, "val": 0.25, "test": 0.25},
+    }
+    cfg["experiments"] = {
+        "cnn2d_generated": {"fields": FIELDS, "params": ["Omega_m"], "epochs": 1, "hidden": 4}
+    }
+    cfg_path = tmp_path / "generated.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    code = "import sys; from snakemake.cli import main; sys.argv[0] = 'snakemake'; main()"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "-s",
+            str(repo / "Snakefile"),
+            "-d",
+            str(tmp_path / "wf"),
+            "results/cnn2d_generated/metrics.json",
+            "--cores",
+            "1",
+            "--configfile",
+            str(cfg_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((tmp_path / "wf/results/cnn2d_generated/metrics.json").read_text())
+    assert metrics["n_maps"] == 2 * 15
+
+
+def test_sample_tables_take_rows_or_a_latin_hypercube_inside_the_lh_ranges():
+    from astroflow.families.base import SettingError
+    from astroflow.families.gan2d import check_sample_table
+    from astroflow.families.gan2d.sampling import parameter_rows
+
+    rows = parameter_rows("fid", {"params": [[0.3, 0.8, 1, 1, 1, 1]], "sims": 1}, 0)
+    assert rows.tolist() == [[0.3, 0.8, 1, 1, 1, 1]]
+    lh = parameter_rows("lh", {"latin_hypercube": 5, "sims": 1}, 0)
+    assert lh.shape == (5, 6) and np.array_equal(
+        lh, parameter_rows("lh", {"latin_hypercube": 5}, 0)
+    )
+    assert not np.array_equal(lh, parameter_rows("other", {"latin_hypercube": 5}, 0))
+    with pytest.raises(SettingError, match="either params"):
+        check_sample_table("x", {"params": [[0.3] * 6], "latin_hypercube": 2})
+    with pytest.raises(SettingError, match="Omega_m"):
+        check_sample_table("x", {"params": [[0.9, 0.8, 1, 1, 1, 1]]})

@@ -14,7 +14,7 @@ from astroflow.families.base import (
     SettingError,
     check_fields,
 )
-from astroflow.maps.cmd import PARAM_NAMES
+from astroflow.maps.cmd import LH_RANGES, PARAM_NAMES
 
 EMULATOR = Evaluation("emulator", splits=("test", "train"))
 """results/<experiment>/emulator.json (:mod:`astroflow.families.gan2d.evaluation`)."""
@@ -158,6 +158,32 @@ class Gan2d(Family):
             "description": "cnn2d experiment whose model infers parameters from generated maps "
             "('': no recovery test)",
         },
+        "samples": {
+            "type": "object",
+            "default": {},
+            "propertyNames": {"pattern": "^[A-Za-z0-9_]+$"},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "params": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "array",
+                            "minItems": len(PARAM_NAMES),
+                            "maxItems": len(PARAM_NAMES),
+                            "items": {"type": "number"},
+                        },
+                    },
+                    "latin_hypercube": {"type": "integer", "minimum": 1},
+                    "sims": {"type": "integer", "minimum": 1, "default": 1},
+                },
+            },
+            "description": "sample sets {name: {params: [[six values], ...] or "
+            "latin_hypercube: n, sims: simulations of 15 maps per row}}: "
+            "results/<experiment>/samples/<name>.h5 and the CMD layout in samples/<name>/",
+        },
         "baseline_neighbours": {
             "type": "integer",
             "minimum": 1,
@@ -166,7 +192,7 @@ class Gan2d(Family):
             "baseline uses",
         },
     }
-    runtime_settings = ("recovery", "baseline_neighbours")
+    runtime_settings = ("recovery", "baseline_neighbours", "samples")
     predicts = False
     embeds = False
     loss_label = "critic loss (validation: emulator score)"
@@ -190,6 +216,19 @@ class Gan2d(Family):
                 raise SettingError(
                     "recovery", f"cnn2d experiment {recovery!r} reads {missing}, not generated"
                 )
+
+        for name, table in experiment["samples"].items():
+            check_sample_table(name, table)
+
+    def samples(self, settings):
+        return list(settings["samples"])
+
+    def sample(self, name, model_path, out_h5, out_dir, *, settings, config, threads=None):
+        from astroflow.families.gan2d.sampling import write_samples
+
+        write_samples(
+            name, model_path, out_h5, out_dir, settings=settings, config=config, threads=threads
+        )
 
     def products(self, experiment, settings, context):
         products = super().products(experiment, settings, context)
@@ -235,6 +274,23 @@ class Gan2d(Family):
         from astroflow.models.gan2d import Generator
 
         return Generator(**arch["generator"])
+
+
+def check_sample_table(name: str, table: Mapping[str, Any]) -> None:
+    """A sample set gives parameter rows one way, inside the LH ranges the generator knows."""
+    key = f"samples.{name}"
+    if ("params" in table) == ("latin_hypercube" in table):
+        raise SettingError(key, "give either params (rows of six values) or latin_hypercube: n")
+    for row in table.get("params", []):
+        outside = [
+            p
+            for p, v in zip(PARAM_NAMES, row, strict=True)
+            if not LH_RANGES[p][0] <= v <= LH_RANGES[p][1]
+        ]
+        if outside:
+            raise SettingError(
+                key, f"row {row}: {outside} outside the LH ranges the generator is trained on"
+            )
 
 
 GAN2D = Gan2d()
