@@ -106,15 +106,21 @@ def attempt(out: Path, checkpoints: Path, shards, at: int) -> subprocess.Complet
 def test_the_generator_commutes_with_periodic_shifts_of_its_latent_field():
     torch.manual_seed(0)
     generator = Generator(3, 6, 32, latent=4, widths=(8, 8, 8, 8), embed=8).eval()
-    z = torch.randn(generator.latent_shape(2))
+    z = [torch.randn(shape) for shape in generator.latent_shapes(2)]
     p = torch.rand(2, 6)
     maps = generator(z, p)
     assert maps.shape == (2, 3, 32, 32)
-    # One latent cell is 8 pixels: shifting the latent by a cell shifts the maps by 8 pixels.
-    shifted = generator(torch.roll(z, (1, -1), dims=(-2, -1)), p)
+    # One coarse latent cell is 8 pixels: shifting every latent by one coarse cell (1, 2, 4
+    # and 8 pixels of the noise maps) shifts the maps by 8 pixels.
+    shifts = [1, 1, 2, 4, 8]
+    rolled = [torch.roll(t, (s, -s), dims=(-2, -1)) for t, s in zip(z, shifts, strict=True)]
+    shifted = generator(rolled, p)
     assert torch.allclose(shifted, torch.roll(maps, (8, -8), dims=(-2, -1)), atol=1e-5)
-    # A map depends on its own latent and parameters only, not on the rest of the batch.
-    assert torch.allclose(generator(z[:1], p[:1]), maps[:1], atol=1e-5)
+    # A map depends on its own latents and parameters only, not on the rest of the batch.
+    assert torch.allclose(generator([t[:1] for t in z], p[:1]), maps[:1], atol=1e-5)
+    # The noise inputs reach the maps.
+    noisier = generator([z[0], *(torch.randn_like(t) for t in z[1:])], p)
+    assert not torch.allclose(noisier, maps)
     # The parameters change the maps once FiLM has learned anything (here: perturbed weights).
     for block in generator.blocks:
         for film in block:

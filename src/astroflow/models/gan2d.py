@@ -2,10 +2,13 @@
 
 Choices made here, for maps that are projections of periodic, statistically homogeneous boxes:
 
-- the latent is a Gaussian *field*, ``latent`` channels on a (N/8, N/8) grid, not a vector
-  mapped to a fixed layout: with circular padding and nearest upsampling the generator commutes
-  with periodic shifts of its latent by whole cells (a shift of one cell moves the maps by 8
-  pixels), so no position in a map is special, as none is in the data;
+- the latent is a set of Gaussian *fields*, not a vector mapped to a fixed layout:
+  ``latent`` channels on a (N/8, N/8) grid, and one noise map per resolution (N/8 ... N) that
+  every block adds, scaled per channel (StyleGAN's noise inputs). The fields hold scatter at
+  the pixel scale (HI, B) that no deterministic upsampling of a coarse latent can make, and a
+  critic spots its absence at once. With circular padding and nearest upsampling the
+  generator commutes with periodic shifts of all its latents by whole cells (a shift of one
+  coarse cell moves the maps by 8 pixels), so no position in a map is special;
 - conditioning by FiLM: an MLP embeds the (min-max scaled) parameters once, and every block
   scales and shifts its pixel-normalized features with a linear map of that embedding. Nothing
   depends on the other maps of a batch (no batch statistics), so a map depends only on its
@@ -38,24 +41,31 @@ def _pixel_norm(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
 
 
+NOISE_INIT = 0.1
+"""Initial per-channel strength of the noise inputs: small, but not zero, so that short runs
+start with pixel-scale texture to shape."""
+
+
 class FiLMBlock(nn.Module):
-    """Conv, pixel norm, FiLM (scale and shift from the parameter embedding), LeakyReLU."""
+    """Conv, added noise, pixel norm, FiLM (scale and shift from the parameter embedding),
+    LeakyReLU."""
 
     def __init__(self, c_in: int, c_out: int, embed: int) -> None:
         super().__init__()
         self.conv = _conv(c_in, c_out)
+        self.noise = nn.Parameter(torch.full((1, c_out, 1, 1), NOISE_INIT))
         self.film = nn.Linear(embed, 2 * c_out)
         nn.init.zeros_(self.film.weight)  # start as the unconditional network
         nn.init.zeros_(self.film.bias)
 
-    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, e: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
-        h = _pixel_norm(self.conv(x)) * (1 + scale) + shift
+        h = _pixel_norm(self.conv(x) + self.noise * noise) * (1 + scale) + shift
         return F.leaky_relu(h, NEGATIVE_SLOPE)
 
 
 class Generator(nn.Module):
-    """Latent field (B, latent, N/8, N/8) and scaled parameters (B, P) -> maps (B, C, N, N).
+    """Latents (:meth:`latent_shapes`) and scaled parameters (B, P) -> maps (B, C, N, N).
 
     ``widths`` are the channels at N/8, N/4, N/2 and N (two FiLM blocks each, the first after
     upsampling); the maps are a 1x1 convolution of the last features.
@@ -89,16 +99,22 @@ class Generator(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.out = nn.Conv2d(c_in, n_fields, 1)
 
-    def latent_shape(self, batch: int) -> tuple[int, int, int, int]:
-        return (batch, self.latent, self.latent_size, self.latent_size)
+    def latent_shapes(self, batch: int) -> list[tuple[int, int, int, int]]:
+        """Shapes of the Gaussian latents of ``batch`` maps: the latent field, then two noise
+        maps (one per block) at each resolution N/8, N/4, N/2, N."""
+        sizes = [self.latent_size * 2**i for i in range(len(self.blocks))]
+        return [(batch, self.latent, self.latent_size, self.latent_size)] + [
+            (batch, 2, size, size) for size in sizes
+        ]
 
-    def forward(self, z: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    def forward(self, latents: list[torch.Tensor], params: torch.Tensor) -> torch.Tensor:
+        z, *noises = latents
         e = self.embed(params)
         h = z
-        for i, (first, second) in enumerate(self.blocks):
+        for i, ((first, second), noise) in enumerate(zip(self.blocks, noises, strict=True)):
             if i:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = second(first(h, e), e)
+            h = second(first(h, e, noise[:, :1]), e, noise[:, 1:])
         return self.out(h)
 
 

@@ -30,8 +30,10 @@ def generate(
     out = []
     for start in range(0, len(conditions), BATCH):
         p = torch.from_numpy(conditions[start : start + BATCH])
-        z = torch.randn(model.latent_shape(len(p)), generator=source)
-        out.append(model(z.to(device), p.to(device)).float().cpu().numpy())
+        latents = [
+            torch.randn(shape, generator=source).to(device) for shape in model.latent_shapes(len(p))
+        ]
+        out.append(model(latents, p.to(device)).float().cpu().numpy())
     return np.concatenate(out)
 
 

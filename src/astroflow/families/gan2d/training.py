@@ -133,10 +133,11 @@ class Gan2dTraining(TrainingFamily):
         def noisy(x: torch.Tensor) -> torch.Tensor:
             return x + sigma * torch.randn_like(x) if sigma > 0 else x
 
+        def latents() -> list[torch.Tensor]:
+            return [torch.randn(s, device=device) for s in generator.latent_shapes(len(real))]
+
         with torch.no_grad():
-            fake = parts.calls["generator"](
-                torch.randn(generator.latent_shape(len(real)), device=device), params
-            )
+            fake = parts.calls["generator"](latents(), params)
         lazy_r1 = cfg["r1"] > 0 and ctx.step % cfg["r1_every"] == 0
         real_in = noisy(real).requires_grad_(lazy_r1)
         # One critic pass over real and fake together: DDP allows one forward per backward.
@@ -155,8 +156,7 @@ class Gan2dTraining(TrainingFamily):
         # The generator step differentiates through the critic's plain module, frozen: its
         # weights are the same on every rank and need no gradient.
         critic.requires_grad_(False)
-        z = torch.randn(generator.latent_shape(len(real)), device=device)
-        fake_scores = critic(noisy(parts.calls["generator"](z, params)), params)
+        fake_scores = critic(noisy(parts.calls["generator"](latents(), params)), params)
         _, generator_loss = adversarial_losses(fake_scores, fake_scores, cfg["loss"])
         parts.update("generator", generator_loss)
         critic.requires_grad_(True)
