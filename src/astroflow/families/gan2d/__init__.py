@@ -22,13 +22,13 @@ EMULATOR = Evaluation("emulator", splits=("test", "train"))
 CATEGORY = "Emulator"
 MAPS = Figure(
     "maps",
-    ("model.pt",),
+    ("emulator.json",),
     "Real (top) and generated (bottom) maps of experiment ``{experiment}`` at the parameters "
-    "of three test simulations, one column group per field, on the colour scale of the real "
-    "map: the generator should be indistinguishable by eye, not identical (the latent differs "
-    "from the simulation's initial conditions).",
+    "of test simulations, one column per field and simulation, on the colour scale of the real "
+    "map (standardized log10; at most 128x128 pixels are shown). The generated maps should be "
+    "indistinguishable by eye, not identical: their latents are not the simulation's initial "
+    "conditions.",
     CATEGORY,
-    splits=("test",),
 )
 PK_RATIOS = Figure(
     "pk_ratios",

@@ -47,6 +47,10 @@ FLOOR_STREAM = 7919
 SAMPLE_SEED = 104729
 """Mixed into the seed of the generated maps of each test simulation."""
 PDF_BINS = 60
+EXAMPLES = 2
+"""Test simulations whose first real and generated maps the JSON holds for the maps figure."""
+EXAMPLE_PIXELS = 128
+"""Examples are cropped to this many pixels on a side, so that the JSON stays small."""
 SETS = ("gan", "floor", "baseline")
 
 
@@ -101,6 +105,7 @@ def evaluate_emulator(
         "summary": _summary(per_sim, fields),
         "curves": _curves(per_sim),
         "pdf": _pdfs(real_all, generated, test),
+        "examples": _examples(real_maps, generated_maps, test),
     }
     if "recovery_model" in inputs:
         result["recovery"] = recover_parameters(
@@ -166,6 +171,21 @@ def _pdfs(real: np.ndarray, generated: np.ndarray, data: ShardDataset) -> dict[s
             "gan": np.histogram(b, edges, density=True)[0].tolist(),
         }
     return out
+
+
+def _examples(
+    real: Sequence[np.ndarray], generated: Sequence[np.ndarray], data: ShardDataset
+) -> dict[str, Any]:
+    """First real and generated map of EXAMPLE_SIMS test simulations spread over the set."""
+    picks = np.linspace(0, len(real) - 1, min(EXAMPLES, len(real))).astype(int)
+    sims = np.unique(data.sim_ids, return_index=True)
+    order = sims[0][np.argsort(sims[1])]
+    crop = slice(0, EXAMPLE_PIXELS)
+    return {
+        "sim_id": [int(order[i]) for i in picks],
+        "real": [np.round(real[i][0][:, crop, crop], 3).tolist() for i in picks],
+        "gan": [np.round(generated[i][0][:, crop, crop], 3).tolist() for i in picks],
+    }
 
 
 def _floor_maker(test: ShardDataset, fields: Sequence[str], config: Mapping[str, Any]):

@@ -1,7 +1,7 @@
 """Report figures of a gan2d experiment: maps, and the emulator validation's curves.
 
-All but the maps are drawn from ``emulator.json`` (:mod:`astroflow.families.gan2d.evaluation`);
-the maps figure runs the EMA generator at the parameters of test simulations.
+All are drawn from ``emulator.json`` (:mod:`astroflow.families.gan2d.evaluation`), the
+example maps included, so that no figure needs torch.
 """
 
 from __future__ import annotations
@@ -16,11 +16,8 @@ from matplotlib.figure import Figure
 
 from astroflow.evaluation.fields import well_sampled
 from astroflow.evaluation.regression import r2_score
-from astroflow.families.gan2d.emulate import generate, group_by_simulation
-from astroflow.maps.dataset import ShardDataset
 from astroflow.plots import field_cmap, param_label, save_png
 
-EXAMPLE_SIMS = 3
 COLOURS = {"gan": "C0", "floor": "0.5", "baseline": "C3"}
 LABELS = {"gan": "GAN", "floor": "noise floor", "baseline": "two-point baseline"}
 
@@ -31,20 +28,15 @@ def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def draw_maps(inputs: Sequence[str], output: str) -> None:
-    """Real and generated maps of EXAMPLE_SIMS test simulations (inputs: model, test shards)."""
-    from astroflow.modelfile import load_model
-
-    model, meta = load_model(inputs[0], "cpu")
-    data = ShardDataset(inputs[1:], meta["fields"], meta["params"])
-    groups = group_by_simulation(data)
-    picks = [groups[i] for i in np.linspace(0, len(groups) - 1, EXAMPLE_SIMS).astype(int)]
-    n_fields = len(meta["fields"])
-    fig = Figure(figsize=(2.0 * n_fields * len(picks), 4.4), layout="constrained")
-    axes = fig.subplots(2, n_fields * len(picks), squeeze=False)
-    for s, group in enumerate(picks):
-        real = data[[int(group[0])]].x.numpy()[0]
-        fake = generate(model, data.targets[group[:1]], 1, s, "cpu")[0]
-        for f, field in enumerate(meta["fields"]):
+    """Real and generated maps of the test simulations that ``emulator.json`` keeps."""
+    result = _read(inputs[0])
+    examples, fields = result["examples"], result["fields"]
+    n_fields, n_sims = len(fields), len(examples["sim_id"])
+    fig = Figure(figsize=(2.0 * n_fields * n_sims, 4.4), layout="constrained")
+    axes = fig.subplots(2, n_fields * n_sims, squeeze=False)
+    for s, sim in enumerate(examples["sim_id"]):
+        real, fake = np.array(examples["real"][s]), np.array(examples["gan"][s])
+        for f, field in enumerate(fields):
             column = s * n_fields + f
             lo, hi = np.percentile(real[f], [0.5, 99.5])
             for row, image in enumerate((real[f], fake[f])):
@@ -52,7 +44,7 @@ def draw_maps(inputs: Sequence[str], output: str) -> None:
                 ax.imshow(image, cmap=field_cmap(field), vmin=lo, vmax=hi)
                 ax.set_xticks([])
                 ax.set_yticks([])
-            axes[0, column].set_title(f"{field}, sim {int(data.sim_ids[group[0]])}", fontsize=8)
+            axes[0, column].set_title(f"{field}, sim {sim}", fontsize=8)
     axes[0, 0].set_ylabel("real")
     axes[1, 0].set_ylabel("generated")
     save_png(fig, output)
