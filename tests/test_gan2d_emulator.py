@@ -113,6 +113,12 @@ def test_floor_is_small_baseline_gets_pk_and_an_untrained_gan_is_far(trained):
     assert set(recovery["params"]) == {"Omega_m", "sigma_8"}
     assert np.array(recovery["predicted_gan"]).shape == (60, 2)
     assert all(set(s) == {"real", "gan", "ratio"} for s in recovery["params"].values())
+    # Every report figure draws from the JSON alone.
+    family = get_family("gan2d")
+    for figure in family.figures[1:]:
+        out = root / "figures" / f"{figure.name}.png"
+        family.plot(figure.name, [str(root / "emulator_synthetic.json")], str(out), [])
+        assert out.stat().st_size > 1000, figure.name
 
 
 def test_real_data_floor_splits_each_simulation_in_halves(trained):
