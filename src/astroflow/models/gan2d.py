@@ -41,9 +41,10 @@ def _pixel_norm(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
 
 
-NOISE_INIT = 0.1
-"""Initial per-channel strength of the noise inputs: small, but not zero, so that short runs
-start with pixel-scale texture to shape."""
+NOISE_INIT = 0.0
+"""Initial per-channel strength of the noise inputs. Zero, as in StyleGAN: noise added before
+the pixel norm at any fixed strength drowns the small signal of a freshly initialized
+convolution, and the maps come out as white noise without large-scale structure."""
 
 
 class FiLMBlock(nn.Module):
