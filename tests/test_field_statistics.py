@@ -52,6 +52,16 @@ def test_cross_correlation_of_a_field_with_itself_its_negative_and_an_independen
     assert np.median(np.abs(independent[mask])) < 0.1
 
 
+def test_pdf_distance_agrees_with_the_general_wasserstein_distance():
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(4)
+    a, b = rng.lognormal(size=4000), rng.normal(1.0, 2.0, size=4000)
+    assert fs.pdf_distance(a, b) == pytest.approx(wasserstein_distance(a, b), rel=1e-9)
+    c = rng.normal(0.5, 1.0, size=3000)  # unequal sizes: quantile functions on a fine grid
+    assert fs.pdf_distance(a, c) == pytest.approx(wasserstein_distance(a, c), rel=0.01)
+
+
 def test_well_sampled_bins_leave_out_the_largest_scales():
     _, _, n_modes = ps.power_spectrum_2d(np.zeros((N, N)), BOX)
     mask = fs.well_sampled(n_modes)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
-from scipy.stats import wasserstein_distance
 
 from astroflow.maps.power_spectrum import power_spectrum_2d
 
@@ -76,8 +75,18 @@ def correlation_error(r_test: np.ndarray, r_ref: np.ndarray, n_modes: np.ndarray
 def pdf_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Wasserstein-1 distance between the pixel distributions of ``a`` and ``b`` (any shapes):
     the mean shift of pixel values it takes to turn one histogram into the other, in the
-    units of the maps (dex for log10 fields)."""
-    return float(wasserstein_distance(np.ravel(a), np.ravel(b)))
+    units of the maps (dex for log10 fields).
+
+    W1 is the integral of |F_a^-1(q) - F_b^-1(q)| over q: for samples of equal size, the mean
+    distance of the sorted values (exact, and several times faster than a general CDF merge
+    on the ~10^5 pixels of a simulation's maps); otherwise the quantile functions compared on
+    the larger sample's grid of probabilities.
+    """
+    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    if a.size != b.size:
+        q = (np.arange(max(a.size, b.size)) + 0.5) / max(a.size, b.size)
+        a, b = np.quantile(a, q), np.quantile(b, q)
+    return float(np.mean(np.abs(a - b)))
 
 
 def compare_sets(
