@@ -110,7 +110,9 @@ def test_floor_is_small_baseline_gets_pk_and_an_untrained_gan_is_far(trained):
     for pair in result["pairs"]:
         assert result["summary"]["pairs"][pair]["correlation"]["floor"] < 0.1
     recovery = result["recovery"]
-    assert set(recovery["params"]) == {"Omega_m", "sigma_8"}
+    assert recovery["names"] == ["Omega_m", "sigma_8"]  # the columns of truth and predictions
+    truth = np.array(recovery["truth"])
+    assert truth[:, 0].min() >= 0.1 and truth[:, 0].max() <= 0.5  # Omega_m's LH range
     assert np.array(recovery["predicted_gan"]).shape == (60, 2)
     assert all(set(s) == {"real", "gan", "ratio"} for s in recovery["params"].values())
     # Every report figure draws from the JSON alone.

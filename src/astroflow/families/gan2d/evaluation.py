@@ -275,7 +275,12 @@ def recover_parameters(
     names = meta["params"]
     columns = [test.param_names.index(p) for p in names]
     truth = test.params_raw[:, columns]
-    out: dict[str, Any] = {"model": str(model_path), "params": {}, "truth": truth.tolist()}
+    out: dict[str, Any] = {
+        "model": str(model_path),
+        "names": list(names),  # the column order of truth and predictions (JSON sorts keys)
+        "params": {},
+        "truth": truth.tolist(),
+    }
     for name, maps in (("real", real), ("gan", generated)):
         predicted = unscale(_predict(model, maps[:, channels]), names)
         out[f"predicted_{name}"] = predicted.tolist()

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from astroflow.evaluation.fields import well_sampled
 from astroflow.evaluation.regression import r2_score
@@ -25,6 +26,13 @@ LABELS = {"gan": "GAN", "floor": "noise floor", "baseline": "two-point baseline"
 def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
     with open(path) as stream:
         return json.load(stream)
+
+
+def _log_k_axis(ax) -> None:
+    """Log k axis labelled at the decades only (minor labels overlap on a short range)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(r"$k$ ($h$/Mpc)")
 
 
 def draw_maps(inputs: Sequence[str], output: str) -> None:
@@ -66,8 +74,7 @@ def draw_pk_ratios(inputs: Sequence[str], output: str) -> None:
             if name != "baseline":
                 ax.fill_between(k, lo, hi, color=COLOURS[name], alpha=0.25, lw=0)
         ax.axhline(1.0, color="k", lw=0.5)
-        ax.set_xscale("log")
-        ax.set_xlabel(r"$k$ ($h$/Mpc)")
+        _log_k_axis(ax)
         ax.set_title(field)
     axes[0].set_ylabel(r"$P_{\rm test}(k) / P_{\rm real}(k)$")
     axes[0].legend(fontsize=8)
@@ -110,8 +117,7 @@ def draw_cross_correlation(inputs: Sequence[str], output: str) -> None:
         )
         dr = result["summary"]["pairs"][pair]["correlation"]
         ax.set_title(f"{pair}: |dr| {dr['gan']:.3f} (floor {dr['floor']:.3f})", fontsize=9)
-        ax.set_xscale("log")
-        ax.set_xlabel(r"$k$ ($h$/Mpc)")
+        _log_k_axis(ax)
     axes[0].set_ylabel("r(k)")
     axes[0].legend(fontsize=8)
     save_png(fig, output)
@@ -119,7 +125,7 @@ def draw_cross_correlation(inputs: Sequence[str], output: str) -> None:
 
 def draw_recovery(inputs: Sequence[str], output: str) -> None:
     recovery = _read(inputs[0])["recovery"]
-    names = list(recovery["params"])
+    names = recovery["names"]
     truth = np.array(recovery["truth"])
     fig = Figure(figsize=(3.2 * len(names), 3.2), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
