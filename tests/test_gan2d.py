@@ -155,6 +155,14 @@ def test_adversarial_losses_on_known_scores():
         adversarial_losses(real, fake, "wasserstein")
 
 
+def test_the_ema_decay_warms_up_to_its_setting():
+    from astroflow.families.gan2d.training import ema_decay
+
+    assert ema_decay(0.999, 0) == pytest.approx(0.1)
+    assert ema_decay(0.999, 90) == pytest.approx(0.91)
+    assert ema_decay(0.999, 10**6) == 0.999
+
+
 def test_instance_noise_decays_linearly_to_zero():
     family = Gan2dTraining()
     family.check(settings())

@@ -5,9 +5,10 @@ the same parameters, with the hinge or non-saturating loss and, every ``r1_every
 R1 penalty on real maps (lazy regularization, scaled by ``r1_every`` so that its average
 strength does not depend on the interval); then a generator update through the critic, and
 the EMA generator follows. Both see instance noise whose std decays linearly to zero over the
-run. The validation loss that picks the saved epoch is the emulator's own score on validation
-simulations (:mod:`astroflow.families.gan2d.emulate`), not an adversarial loss, which says
-little about sample quality.
+run; the EMA decay warms up over the first steps (:func:`ema_decay`). The validation loss
+that picks the saved epoch is the emulator's own score on validation simulations
+(:mod:`astroflow.families.gan2d.emulate`), not an adversarial loss, which says little about
+sample quality.
 """
 
 from __future__ import annotations
@@ -68,6 +69,17 @@ def adversarial_losses(
     if kind == "nonsaturating":
         return F.softplus(-real).mean() + F.softplus(fake).mean(), F.softplus(-fake).mean()
     raise ValueError(f"unknown GAN loss {kind!r}; use hinge or nonsaturating")
+
+
+def ema_decay(decay: float, step: int) -> float:
+    """EMA decay at ``step``: ``decay``, but at most (1 + step) / (10 + step).
+
+    Without the warm-up, a decay of 0.999 keeps 37% of the random initial generator after
+    1,000 steps, and averaging weights that far apart gives no generator at all: a short run's
+    products (and the validation that picks its epoch) would show mostly the initial network.
+    A function of the step, so a resumed run averages exactly as an uninterrupted one.
+    """
+    return min(decay, (1.0 + step) / (10.0 + step))
 
 
 def _constant(step: int) -> float:
@@ -160,7 +172,9 @@ class Gan2dTraining(TrainingFamily):
         _, generator_loss = adversarial_losses(fake_scores, fake_scores, cfg["loss"])
         parts.update("generator", generator_loss)
         critic.requires_grad_(True)
-        parts.ema["generator"].update(generator)
+        ema = parts.ema["generator"]
+        ema.decay = ema_decay(cfg["ema"], ctx.step)
+        ema.update(generator)
         return critic_loss.detach(), critic_loss.detach(), generator_loss.detach(), r1.detach()
 
     def validate(
