@@ -3,12 +3,12 @@
 Choices made here, for maps that are projections of periodic, statistically homogeneous boxes:
 
 - the latent is a set of Gaussian *fields*, not a vector mapped to a fixed layout:
-  ``latent`` channels on a (N/8, N/8) grid, and one noise map per resolution (N/8 ... N) that
-  every block adds, scaled per channel (StyleGAN's noise inputs). The fields hold scatter at
-  the pixel scale (HI, B) that no deterministic upsampling of a coarse latent can make, and a
-  critic spots its absence at once. With circular padding and nearest upsampling the
-  generator commutes with periodic shifts of all its latents by whole cells (a shift of one
-  coarse cell moves the maps by 8 pixels), so no position in a map is special;
+  ``latent`` channels on a (N/8, N/8) grid, and noise that every block adds, one map per
+  feature channel, scaled per channel (StyleGAN's noise inputs, with independent maps). The
+  fields hold scatter at the pixel scale (HI, B) that no deterministic upsampling of a coarse
+  latent can make, and a critic spots its absence at once. With circular padding and
+  nearest upsampling the generator commutes with periodic shifts of all its latents by whole
+  cells (a shift of one coarse cell moves the maps by 8 pixels): no position is special;
 - conditioning by FiLM: an MLP embeds the (min-max scaled) parameters once, and every block
   scales and shifts its pixel-normalized features with a linear map of that embedding. Nothing
   depends on the other maps of a batch (no batch statistics), so a map depends only on its
@@ -101,21 +101,26 @@ class Generator(nn.Module):
         self.out = nn.Conv2d(c_in, n_fields, 1)
 
     def latent_shapes(self, batch: int) -> list[tuple[int, int, int, int]]:
-        """Shapes of the Gaussian latents of ``batch`` maps: the latent field, then two noise
-        maps (one per block) at each resolution N/8, N/4, N/2, N."""
-        sizes = [self.latent_size * 2**i for i in range(len(self.blocks))]
-        return [(batch, self.latent, self.latent_size, self.latent_size)] + [
-            (batch, 2, size, size) for size in sizes
-        ]
+        """Shapes of the Gaussian latents of ``batch`` maps: the latent field, then the noise
+        of every FiLM block (two per resolution N/8, N/4, N/2, N), one independent map per
+        feature channel, so that fields can carry independent pixel-scale scatter (one map
+        shared by all channels makes every field pair correlated with |r| = 1 where the noise
+        dominates)."""
+        shapes = [(batch, self.latent, self.latent_size, self.latent_size)]
+        for i, (first, second) in enumerate(self.blocks):
+            size = self.latent_size * 2**i
+            for block in (first, second):
+                shapes.append((batch, block.conv.out_channels, size, size))
+        return shapes
 
     def forward(self, latents: list[torch.Tensor], params: torch.Tensor) -> torch.Tensor:
         z, *noises = latents
         e = self.embed(params)
         h = z
-        for i, ((first, second), noise) in enumerate(zip(self.blocks, noises, strict=True)):
+        for i, (first, second) in enumerate(self.blocks):
             if i:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = second(first(h, e, noise[:, :1]), e, noise[:, 1:])
+            h = second(first(h, e, noises[2 * i]), e, noises[2 * i + 1])
         return self.out(h)
 
 
