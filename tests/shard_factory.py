@@ -84,7 +84,7 @@ def write_shard(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as h5:
-        h5.create_dataset("maps", data=maps, chunks=(1, 1, map_size, map_size))
+        h5.create_dataset("maps", data=maps)  # contiguous, as write_shard stores it uncompressed
         h5.create_dataset("params", data=cmd.scale_params(per_map))
         h5.create_dataset("params_raw", data=per_map)
         h5.create_dataset("sim_id", data=sim_id.astype(np.int64))

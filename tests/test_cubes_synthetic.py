@@ -15,6 +15,7 @@ from scipy import constants as sc
 from scipy import integrate, optimize
 
 from astroflow.cubes.config import PC_CM, CoreConfig
+from astroflow.cubes.fields import cropped_inverse_fft
 from astroflow.cubes.moments import moment_maps
 from astroflow.cubes.params import PARAM_NAMES
 from astroflow.cubes.synthetic import (
@@ -312,3 +313,17 @@ def test_infall_moves_the_near_side_away_from_the_observer_at_the_stated_speed()
     in_front = x < p["center_z"]
     assert np.all(infall[in_front] > 0) and np.all(infall[~in_front] < 0)
     assert np.abs(infall).max() == pytest.approx(0.2, rel=0.05)
+
+
+@pytest.mark.parametrize(("padded", "n"), [(64, 32), (40, 33), (16, 16)])
+def test_cropped_inverse_fft_is_the_crop_of_the_full_transform(padded, n):
+    rng = np.random.default_rng(padded + n)
+    shape = (padded, padded, padded // 2 + 1)
+    modes = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    before = modes.copy()
+    full = np.fft.irfftn(modes.astype(np.complex128), s=(padded,) * 3, axes=(0, 1, 2))
+    full = full[:n, :n, :n]
+    cropped = cropped_inverse_fft(modes, n)
+    assert cropped.shape == (n, n, n) and cropped.dtype == np.float32
+    np.testing.assert_allclose(cropped, full, atol=2e-6 * np.abs(full).max())
+    np.testing.assert_array_equal(modes, before)  # the generator reuses its mode buffer

@@ -3,6 +3,7 @@ per-process HDF5 handles, and clear errors for shards that lack what is asked fo
 
 import pickle
 import re
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -81,11 +82,36 @@ def test_unscale_sigma_is_the_width_of_the_range():
     np.testing.assert_allclose(unscale_sigma(sigma, ["Omega_m", "A_AGN1"]), [[0.04, 1.875]])
 
 
-def test_in_memory_and_per_map_reads_agree(shards):
+def rechunked(paths, out_dir):
+    """Copies of shards with ``maps`` chunked one map per chunk, as compressed shards are."""
+    copies = []
+    for path in paths:
+        copy = out_dir / Path(path).name
+        with h5py.File(path, "r") as src, h5py.File(copy, "w") as dst:
+            for key in src:
+                data = src[key][...]
+                chunks = (1, 1, *data.shape[2:]) if key == "maps" else None
+                dst.create_dataset(key, data=data, chunks=chunks)
+            dst.attrs.update(src.attrs)
+        copies.append(copy)
+    return copies
+
+
+def test_in_memory_mapped_and_chunked_reads_agree(shards, tmp_path):
     cached = ShardDataset(shards, ["HI", "Mgas"], ["Omega_m"], in_memory=True)
-    direct = ShardDataset(shards, ["HI", "Mgas"], ["Omega_m"], in_memory=False)
+    mapped = ShardDataset(shards, ["HI", "Mgas"], ["Omega_m"], in_memory=False)
+    chunked = ShardDataset(
+        rechunked(shards, tmp_path), ["HI", "Mgas"], ["Omega_m"], in_memory=False
+    )
+    assert isinstance(mapped._mapping(0), np.memmap)  # contiguous shards stream mapped
+    assert chunked._mapping(0) is None  # chunked ones through h5py
     for i in (0, 5, 13, 23):
-        np.testing.assert_array_equal(cached[i][0].numpy(), direct[i][0].numpy())
+        np.testing.assert_array_equal(cached[i][0].numpy(), mapped[i][0].numpy())
+        np.testing.assert_array_equal(cached[i][0].numpy(), chunked[i][0].numpy())
+    keys = [(23, 3), (0, 0), (13, 7), (5, 1), (23, 0)]  # across shards, any order, repeats
+    batch = cached[keys].x.numpy()
+    np.testing.assert_array_equal(batch, mapped[keys].x.numpy())
+    np.testing.assert_array_equal(batch, chunked[keys].x.numpy())
 
 
 def test_dihedral_elements_are_the_eight_symmetries_of_the_square():

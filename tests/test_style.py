@@ -72,6 +72,37 @@ def test_every_rule_names_a_conda_env_and_a_log():
             assert "conda:" in block, f"rule {name} in {path.name} names no conda env"
 
 
+def rule_blocks() -> dict[str, str]:
+    """Every rule's text, by name."""
+    blocks = {}
+    for path in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n\s*rule ", path.read_text())[1:]:
+            blocks[block.split(":", 1)[0]] = block
+    return blocks
+
+
+def local_rules() -> set[str]:
+    names = set()
+    for path in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for listed in re.findall(r"localrules:\n((?:\s+\w+,\n)+)", path.read_text()):
+            names |= {name.strip(" ,") for name in listed.split()}
+    return names
+
+
+def test_every_cluster_rule_has_a_benchmark_beside_its_log():
+    """The resources page pairs a job's benchmark with its log (astroflow.resources)."""
+    local = local_rules()
+    assert {"plot_figure", "summary"} <= local
+    for name, block in rule_blocks().items():
+        log = re.search(r"log:\s*\n\s*f?\"([^\"]+)\"", block)
+        benchmark = re.search(r"benchmark:\s*\n\s*f?\"([^\"]+)\"", block)
+        if name in local:
+            continue
+        assert benchmark, f"rule {name} runs on the cluster but has no benchmark"
+        expected = "logs/benchmarks/" + log.group(1).removeprefix("logs/").removesuffix(".log")
+        assert benchmark.group(1) == expected + ".tsv", name
+
+
 def test_an_install_of_the_package_alone_can_write_the_report():
     # snakemake --report highlights the rules' code with pygments, which only the reports
     # extra of snakemake brings (it came through pytest before).

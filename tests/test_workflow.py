@@ -181,6 +181,7 @@ def test_learning_rate_change_reruns_only_that_experiment(finished_run):
         "cluster": 1,
         "plot_figure": 3,  # training curves, predictions, t-SNE
         "summary": 1,
+        "resources_page": 1,
         "all": 1,
     }
     outputs = [
@@ -214,6 +215,24 @@ def test_report_shows_figures_config_and_metrics(finished_run):
     assert f"{cube_metrics['baseline']['density_rmse_dex']:.4g}" in summary
 
 
+def test_resources_page_matches_the_benchmark_files(finished_run):
+    workdir, _ = finished_run
+    table = pd.read_csv(workdir / "results/resources.tsv", sep="\t")
+    benchmarks = sorted((workdir / "logs/benchmarks").rglob("*.tsv"))
+    assert len(table) == len(benchmarks) > 20
+    train = table[(table["rule"] == "train") & (table["job"] == "experiment=cnn2d_mgas")]
+    measured = pd.read_csv(workdir / "logs/benchmarks/cnn2d_mgas/train.tsv", sep="\t")
+    assert train["wall_s"].item() == pytest.approx(measured["s"].mean())
+    assert train["max_rss_mb"].item() == pytest.approx(measured["max_rss"].mean())
+    settings = yaml.safe_load(TEST_CONFIG.read_text())["experiments"]["cnn2d_mgas"]
+    assert train["threads"].item() == settings.get("threads", 1)
+    assert train["mem_mb"].item() == settings.get("mem_mb", 8000)  # the schema default
+    assert set(table["rule"]) >= {"train", "infer", "embed", "tsne", "cluster", "format_shards"}
+    assert table["threads"].notna().all(), "a benchmarked job without its request line"
+    page = (workdir / "results/resources.html").read_text()
+    assert "GPU hours per experiment" in page and "cnn2d_mgas" in page
+
+
 def test_cube_params_change_reruns_only_the_analysis(finished_run):
     """The params of a cnn3d experiment describe its embeddings: no retraining."""
     workdir, config = finished_run
@@ -223,4 +242,10 @@ def test_cube_params_change_reruns_only_the_analysis(finished_run):
     changed.write_text(yaml.safe_dump(settings))
     result = snakemake(workdir, "-n", "--configfile", str(changed))
     assert result.returncode == 0, result.stderr
-    assert planned_rules(result) == {"cluster": 1, "plot_figure": 1, "summary": 1, "all": 1}
+    assert planned_rules(result) == {
+        "cluster": 1,
+        "plot_figure": 1,
+        "summary": 1,
+        "resources_page": 1,
+        "all": 1,
+    }

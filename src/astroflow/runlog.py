@@ -9,6 +9,9 @@ import platform
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from astroflow.resources import request_line
 
 JOB_ENVIRONMENT = (
     "SLURM_JOB_ID",
@@ -23,12 +26,14 @@ JOB_ENVIRONMENT = (
 
 @contextlib.contextmanager
 def log_to_file(
-    path: str | os.PathLike[str], level: int = logging.INFO
+    path: str | os.PathLike[str], level: int = logging.INFO, job: Any = None
 ) -> Iterator[logging.Logger]:
     """Route the ``astroflow`` logger, warnings and stderr to ``path`` for the duration of a step.
 
     A cluster job's stdout is easy to lose; the log file declared by the rule is where a user
-    looks first, so the traceback of a failure is written there before it propagates.
+    looks first, so the traceback of a failure is written there before it propagates. With
+    ``job`` (a script's ``snakemake`` object) the log also records what the job was given
+    (threads, memory, runtime, GPUs), which the report's resources page compares with use.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     # Emptied once, then appended to: a step's child processes (torchrun ranks) write to the
@@ -43,6 +48,8 @@ def log_to_file(
     logging.captureWarnings(True)
     logger = logging.getLogger("astroflow")
     logger.info("job context: %s", job_context())
+    if job is not None:
+        logger.info(request_line(job.rule, job.wildcards, job.threads, job.resources))
     with open(path, "a") as stream, contextlib.redirect_stderr(stream):
         try:
             yield logger

@@ -12,15 +12,13 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-GPU_RULES = {"train", "infer", "embed"}
-CPU_RULES = {
-    "synthesize_maps",
-    "compute_stats",
-    "format_shards",
-    "synthesize_cubes",
-    "tsne",
-    "cluster",
-}
+# What the profiles submit for the test config: per experiment one GPU job for training and
+# inference and one for the embeddings and their analysis, one CPU job for all map data and
+# one for all cube shards. Submitting every job on its own made 27 jobs on the same config.
+GPU_GROUPS = ("gpu_", "analysis_")
+CPU_GROUPS = {"maps", "cubes"}
+MAX_SUBMISSIONS = 13
+MAX_SLOWDOWN = 2.5  # SLURM run wall time against the same config run locally
 LOCAL_RULES = {
     "plot_example_maps",
     "plot_figure",
@@ -67,9 +65,16 @@ def job_context_line(log: Path) -> str:
 
 @pytest.fixture(scope="module")
 def slurm_run(slurm, tmp_path_factory):
-    """The tiny config through profiles/slurm, status checks sped up on the command line only."""
+    """The tiny config through profiles/slurm (status checks sped up on the command line only),
+    and the same config run locally on the same two cores, for the wall-time comparison."""
+    config = write_config(tmp_path_factory.mktemp("config"), multifield_gpus=2)
+    local = tmp_path_factory.mktemp("local")
+    began = time.perf_counter()
+    result = snakemake(local, "--cores", "2", "--configfile", str(config))
+    local_wall = time.perf_counter() - began
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
     workdir = tmp_path_factory.mktemp("slurm")
-    config = write_config(workdir, multifield_gpus=2)
     start = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
     time.sleep(1)
     began = time.perf_counter()
@@ -78,41 +83,62 @@ def slurm_run(slurm, tmp_path_factory):
         *("--profile", str(ROOT / "profiles" / "slurm")),
         *("--configfile", str(config)),
         *("--slurm-init-seconds-before-status-checks", "2"),
+        *("--cores", "2"),  # the test node's CPUs: the largest allocation a group may ask for
     )
     wall = time.perf_counter() - began
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    print(f"\nSLURM profile run: {wall:.0f} s")
-    return workdir, config, start
+    print(f"\nSLURM profile run: {wall:.0f} s; local run of the same config: {local_wall:.0f} s")
+    return workdir, config, start, wall, local_wall
 
 
-def test_gpu_rules_land_on_gpu_nodes_and_data_rules_do_not(slurm_run):
-    workdir, _, start = slurm_run
+def submission_name(row: dict[str, str]) -> str:
+    """What a SLURM job ran, from the comment the executor plugin sets: a group job's is its
+    group and its rules, e.g. ``gpu_cnn2d_mgas_infer_train``."""
+    return row["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+
+
+def group_of(name: str) -> str:
+    """The group of a submission name (``maps``, ``cubes``, ``gpu_<experiment>`` ...)."""
+    for rules in ("_infer_train", "_cluster_embed_tsne", "_synthesize_cubes"):
+        if name.endswith(rules):
+            return name.removesuffix(rules)
+    return name.split("_", 1)[0]
+
+
+def test_groups_halve_the_submissions_and_land_on_the_right_partitions(slurm_run):
+    workdir, _, start, wall, local_wall = slurm_run
     jobs = sacct_since(start)
-    rules = [row["Comment"].removeprefix("rule_").split("_wildcards_")[0] for row in jobs]
-    print(f"jobs submitted: {len(jobs)}: " + ", ".join(f"{r}x{rules.count(r)}" for r in set(rules)))
-    assert set(rules) == GPU_RULES | CPU_RULES, rules
-    for row, rule in zip(jobs, rules, strict=True):
+    groups = sorted(group_of(submission_name(row)) for row in jobs)
+    print(f"jobs submitted: {len(jobs)}: {', '.join(map(submission_name, jobs))}")
+    assert len(jobs) <= MAX_SUBMISSIONS, groups
+    assert set(groups) >= CPU_GROUPS, groups
+    for row in jobs:
+        group = group_of(submission_name(row))
         assert row["State"] == "COMPLETED", row
-        if rule == "train" and "cnn2d_multifield" in row["Comment"]:
+        if group == "gpu_cnn2d_multifield":
             assert row["Partition"] == "gpu" and "gres/gpu=2" in row["AllocTRES"], row
-        elif rule in GPU_RULES:
+        elif group.startswith(GPU_GROUPS):
             assert row["Partition"] == "gpu" and "gres/gpu=1" in row["AllocTRES"], row
         else:
+            assert group in CPU_GROUPS, group
             assert row["Partition"] == "cpu" and "gres/gpu" not in row["AllocTRES"], row
     for experiment in ("cnn2d_mgas", "cnn2d_multifield", "cnn3d_cores"):
+        assert f"gpu_{experiment}" in groups and f"analysis_{experiment}" in groups
         for step in ("train", "infer", "embed"):
             context = job_context_line(workdir / "logs" / experiment / f"{step}.log")
             assert "SLURM_JOB_PARTITION=gpu" in context and "CUDA_VISIBLE_DEVICES=" in context
     context = job_context_line(workdir / "logs" / "IllustrisTNG_LH" / "compute_stats.log")
     assert "SLURM_JOB_PARTITION=cpu" in context and "CUDA_VISIBLE_DEVICES" not in context
     # Figures and the summary are local rules: no cluster job each.
-    for rule in LOCAL_RULES | {"summary"}:
-        assert rule not in rules
+    submitted = " ".join(map(submission_name, jobs))
+    for rule in LOCAL_RULES | {"summary", "resources_page"}:
+        assert rule not in submitted
+    assert wall <= MAX_SLOWDOWN * local_wall, (wall, local_wall)
 
 
 def test_two_gpu_experiment_trains_with_world_size_two(slurm_run):
     """``gpus: 2`` runs torchrun with one process per GPU (gloo here: the GPUs are fake)."""
-    workdir, _, _ = slurm_run
+    workdir = slurm_run[0]
     log = (workdir / "logs" / "cnn2d_multifield" / "train.log").read_text()
     assert "starting torchrun: 2 processes" in log, log[-3000:]
     assert "world size 2 (gloo)" in log, log[-3000:]
@@ -120,13 +146,14 @@ def test_two_gpu_experiment_trains_with_world_size_two(slurm_run):
 
 
 def test_second_invocation_submits_nothing(slurm_run):
-    workdir, config, start = slurm_run
+    workdir, config, start = slurm_run[:3]
     before = len(sacct_since(start))
     result = snakemake(
         workdir,
         *("--profile", str(ROOT / "profiles" / "slurm")),
         *("--configfile", str(config)),
         *("--slurm-init-seconds-before-status-checks", "2"),
+        *("--cores", "2"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
@@ -135,7 +162,7 @@ def test_second_invocation_submits_nothing(slurm_run):
 
 def test_failing_job_fails_the_run(slurm_run, tmp_path):
     """A corrupt raw file makes the statistics job fail on the cluster; Snakemake exits non-zero."""
-    workdir, config, _ = slurm_run
+    workdir, config = slurm_run[:2]
     raw = Path("data/raw/cmd/IllustrisTNG_LH")
     shutil.copytree(workdir / raw, tmp_path / raw)
     bad = tmp_path / raw / "Maps_HI_IllustrisTNG_LH_z=0.00.npy"
@@ -145,7 +172,7 @@ def test_failing_job_fails_the_run(slurm_run, tmp_path):
         "data/shards/IllustrisTNG_LH/stats.json",
         *("--profile", str(ROOT / "profiles" / "slurm")),
         *("--configfile", str(config)),
-        *("--slurm-init-seconds-before-status-checks", "2", "--retries", "0"),
+        *("--slurm-init-seconds-before-status-checks", "2", "--retries", "0", "--cores", "2"),
     )
     assert result.returncode != 0
     assert not (tmp_path / "data/shards/IllustrisTNG_LH/stats.json").exists()
@@ -164,14 +191,14 @@ def test_pbs_profile_gives_the_gpu_rule_its_gpu(slurm, tmp_path):
         "results/cnn2d_mgas/metrics.json",
         *("--profile", str(ROOT / "profiles" / "pbs")),
         *("--configfile", str(config)),
-        *("--seconds-between-status-checks", "2"),
+        *("--seconds-between-status-checks", "2", "--cores", "2"),
     )
     print(f"\nPBS profile run: {time.perf_counter() - began:.0f} s")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     jobs = sacct_since(start)
     by_name = {row["JobName"]: row for row in jobs}
-    assert by_name["smk.train"]["Partition"] == "gpu", jobs
-    assert "gres/gpu=1" in by_name["smk.train"]["AllocTRES"], jobs
-    assert "gres/gpu" not in by_name["smk.compute_stats"[:15]]["AllocTRES"], jobs
+    training = by_name["smk.group_gpu_c"]  # group gpu_cnn2d_mgas: training and inference
+    assert training["Partition"] == "gpu" and "gres/gpu=1" in training["AllocTRES"], jobs
+    assert "gres/gpu" not in by_name["smk.group_maps"]["AllocTRES"], jobs
     context = job_context_line(tmp_path / "logs" / "cnn2d_mgas" / "train.log")
     assert "CUDA_VISIBLE_DEVICES=" in context

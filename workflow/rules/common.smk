@@ -65,6 +65,11 @@ REAL_CUBES = list(REAL_FILES)
 REAL_NAME = "|".join(re.escape(name) for name in REAL_CUBES) or "(?!)"
 SWEEPS = config["sweeps"]
 
+# Volumes: paired low/high-resolution fields, read by the experiments whose family reads them.
+VOLUMES = config["volumes"]
+VOLUMESET = VOLUMES["name"]
+VOLUME_DIR = f"data/volumes/{VOLUMESET}"
+
 
 def real_cube(wildcards):
     """Input function: the FITS file of the real cube ``{name}``."""
@@ -114,6 +119,7 @@ wildcard_constraints:
     experiment="|".join(EXPERIMENTS),
     sweep="|".join(SWEEPS) or "(?!)",
     cubeset=CUBESET,
+    volumeset=VOLUMESET,
     figure="[a-z0-9_]+",
     evaluation="|".join(EVALUATIONS) or "(?!)",
     sample="|".join(SAMPLES) or "(?!)",
@@ -137,11 +143,30 @@ def cube_shard_files(split):
     return [f"{CUBE_DIR}/{split}/{i:03d}.h5" for i in range(CUBES["shards"][split])]
 
 
+def volume_shard_files(split):
+    """All volume shard paths of one split, e.g. data/volumes/fields/test/000.h5."""
+    return [f"{VOLUME_DIR}/{split}/{i:03d}.h5" for i in range(VOLUMES["shards"][split])]
+
+
+def volume_synthesis():
+    """The synthetic volume settings (astroflow.volumes.synthetic.VolumeConfig)."""
+    return canonical(
+        {
+            k: v
+            for k, v in VOLUMES.items()
+            if k not in ("name", "shards", "volumes_per_shard")
+        }
+    )
+
+
 def shards_of(experiment, split):
     """The shards of ``split`` that an experiment's family reads: map shards of each of its
-    suites, in order, or cube shards."""
-    if family_of(experiment).data == "cubes":
+    suites, in order, cube shards or volume shards."""
+    kind = family_of(experiment).data
+    if kind == "cubes":
         return cube_shard_files(split)
+    if kind == "volumes":
+        return volume_shard_files(split)
     suites = experiment_suites(experiment)
     return [path for suite in suites for path in shard_files(split, suite)]
 
@@ -279,8 +304,11 @@ def experiment_products(experiment):
     return family_of(experiment).products(experiment, EXPERIMENTS[experiment], context)
 
 
-def all_products():
+def all_products(include_resources=True):
+    """Every target of a run; the resources page comes last, built from the others."""
     products = ["results/summary.html"]
+    if include_resources:
+        products.append("results/resources.html")
     if reading("maps"):
         products.append(f"results/{DATASET}/figures/example_maps.png")
     if reading("cubes"):

@@ -51,6 +51,8 @@ rule cluster:
         "results/{experiment}/clusters.json",
     log:
         "logs/{experiment}/cluster.log",
+    benchmark:
+        "logs/benchmarks/{experiment}/cluster.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

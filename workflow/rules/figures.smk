@@ -8,6 +8,7 @@ localrules:
     plot_figure,
     plot_sweep,
     summary,
+    resources_page,
 
 
 rule plot_example_maps:
@@ -137,3 +138,25 @@ rule summary:
         embedding=EMBEDDING,
     script:
         "../scripts/summary.py"
+
+
+# What every benchmarked job asked for against what it used; built after everything else.
+rule resources_page:
+    input:
+        all_products(include_resources=False),
+    output:
+        table="results/resources.tsv",
+        page=report(
+            "results/resources.html",
+            caption="../report/resources.rst",
+            category="Resources",
+            labels={"figure": "requested and used resources per job"},
+        ),
+    log:
+        "logs/resources_page.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        logs="logs",
+    script:
+        "../scripts/resources_page.py"

@@ -3,7 +3,7 @@
 from astroflow.cluster import cluster
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     p = snakemake.params
     cluster(
         snakemake.input[0],

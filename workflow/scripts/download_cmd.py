@@ -12,7 +12,7 @@ from astroflow.maps.download import (
 )
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     dest = Path(snakemake.output[0])
     n_sims = snakemake.params.n_sims
     size = snakemake.params.map_size

@@ -3,7 +3,7 @@
 from astroflow.embed import embed
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     embed(
         snakemake.input.model,
         snakemake.input.shards,

@@ -3,7 +3,7 @@
 from astroflow.families import get_family
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     p = snakemake.params
     inputs = {
         name: [value] if isinstance(value, str) else list(value)

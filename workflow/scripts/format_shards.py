@@ -5,7 +5,7 @@ from pathlib import Path
 from astroflow.maps.shards import write_shard
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     p = snakemake.params
     write_shard(
         Path(snakemake.input.params).parent,

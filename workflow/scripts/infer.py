@@ -3,7 +3,7 @@
 from astroflow.infer import predict
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     predict(
         snakemake.input.model,
         snakemake.input.shards,

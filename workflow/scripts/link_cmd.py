@@ -3,7 +3,7 @@
 from astroflow.maps.local import link_cmd_file
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     link_cmd_file(
         snakemake.input[0],
         snakemake.output[0],

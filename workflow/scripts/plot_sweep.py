@@ -3,7 +3,7 @@
 from astroflow.runlog import log_to_file
 from astroflow.sweep import write_sweep
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     write_sweep(
         snakemake.params.sweep,
         snakemake.params.family,

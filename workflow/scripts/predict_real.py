@@ -3,7 +3,7 @@
 from astroflow.families import get_family
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     get_family(snakemake.params.model).predict_real(
         snakemake.input.model,
         snakemake.input.data,

@@ -3,7 +3,7 @@
 from astroflow.runlog import log_to_file
 from astroflow.summary import write_summary
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     p = snakemake.params
     write_summary(
         p.config,

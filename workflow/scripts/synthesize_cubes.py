@@ -3,7 +3,7 @@
 from astroflow.cubes.shards import write_cube_shard
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     p = snakemake.params
     write_cube_shard(
         p.core,

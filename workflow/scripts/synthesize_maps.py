@@ -5,7 +5,7 @@ from pathlib import Path
 from astroflow.maps.synthetic import write_synthetic_cmd
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     p = snakemake.params
     write_synthetic_cmd(
         Path(snakemake.output.params).parent,

@@ -8,7 +8,7 @@ from astroflow.engine.options import RunOptions
 from astroflow.runlog import log_to_file
 from astroflow.train import train_job
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     train_job(
         snakemake.params.settings,
         snakemake.input.train,

@@ -137,7 +137,18 @@ class CroppedGaussianField:
         """One field realisation (n, n, n) float32 from ``rng``."""
         noise = complex_normals(rng, self._amplitude, self._amplitude.size)
         self._modes.reshape(-1)[self._drawn] = noise
-        # Not overwrite_x: the buffer's zero modes must stay zero for the next draw.
-        field = fft.irfftn(self._modes, s=(self.padded,) * 3, workers=1)
-        n = self.n
-        return np.ascontiguousarray(field[:n, :n, :n])
+        return cropped_inverse_fft(self._modes, self.n)
+
+
+def cropped_inverse_fft(modes: np.ndarray, n: int) -> np.ndarray:
+    """The first n^3 voxels of ``irfftn(modes)`` (a cube of side ``modes.shape[0]``), float32.
+
+    irfftn transforms the two complex axes and then the real one; cropping each axis as soon
+    as it is transformed leaves the later transforms fewer lines: for n = padded / 2 this is
+    0.58 of the full transform's work, and the same numbers. ``modes`` is left unchanged.
+    """
+    padded = modes.shape[0]
+    lines = fft.ifft(modes, axis=0, workers=1)[:n]
+    lines = fft.ifft(lines, axis=1, workers=1, overwrite_x=True)[:, :n]
+    field = fft.irfft(lines, n=padded, axis=2, workers=1, overwrite_x=True)[:, :, :n]
+    return np.ascontiguousarray(field)

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
     from astroflow.engine.family import TrainingFamily
 
-DATA_KINDS: tuple[str, ...] = ("maps", "cubes")
-"""What a family can read: CMD map shards, or PPV cube shards."""
+DATA_KINDS: tuple[str, ...] = ("maps", "cubes", "volumes")
+"""What a family can read: CMD map shards, PPV cube shards, or paired low/high-resolution
+volume shards."""
 
 
 class SettingError(ValueError):
@@ -162,10 +163,12 @@ class Family:
         return products
 
     def items(self, split: str, settings: Mapping[str, Any], config: Mapping[str, Any]) -> int:
-        """Items (maps or cubes) of ``split`` the experiment reads, from the config alone: the
-        parse-time check compares batch sizes and analysis settings with them."""
+        """Items (maps, cubes or volumes) of ``split`` the experiment reads, from the config
+        alone: the parse-time check compares batch sizes and analysis settings with them."""
         if self.data == "cubes":
             return config["cubes"]["shards"][split] * config["cubes"]["cores_per_shard"]
+        if self.data == "volumes":
+            return config["volumes"]["shards"][split] * config["volumes"]["volumes_per_shard"]
         data = config["data"]
         sims = split_simulations(data["n_sims"], data["splits"], config["seed"])[split]
         return MAPS_PER_SIM * len(sims) * len(self.suites(settings, config))

@@ -6,12 +6,14 @@ sorted map indices, a bounded number of bytes at a time. Statistics come from th
 split only, so validation and test maps never leak into the normalization.
 
 Maps are stored as ``(log10(max(x, log_floor)) - mean_f) / std_f`` in float32. The shard
-``maps`` dataset is chunked one map (one field of one sample) per chunk, so a model that
-uses a subset of the fields reads only those. It is not compressed by default: on
-log-normal 256x256 maps, lzf+shuffle saves 13% of the bytes and gzip+shuffle 19%
-(log-standardized float32 mantissas are close to random), while writing 6-12x and reading
-4-8x slower, and shards are re-read every epoch. ``compression="lzf"`` or ``"gzip"``
-remains available for tight disk quotas.
+``maps`` dataset is not compressed by default: on log-normal 256x256 maps, lzf+shuffle saves
+13% of the bytes and gzip+shuffle 19% (log-standardized float32 mantissas are close to
+random), while writing 6-12x and reading 4-8x slower, and shards are re-read every epoch.
+Uncompressed, it is stored contiguously (samples outer, fields inner), so a loader that
+streams it maps the file into memory and gathers a batch with one array index, at the speed
+of maps held in memory (:class:`astroflow.maps.dataset.ShardDataset`); any one field of a
+sample is still one contiguous read. ``compression="lzf"`` or ``"gzip"`` remains available
+for tight disk quotas; those shards are chunked one map (one field of one sample) per chunk.
 """
 
 from __future__ import annotations
@@ -228,12 +230,10 @@ def write_shard(
             "maps",
             shape=(n, len(fields), size, size),
             dtype="<f4",
-            chunks=(1, 1, size, size),
+            chunks=None if compression is None else (1, 1, size, size),
             compression=compression,
             shuffle=compression is not None,
         )
-        # Samples outer, fields inner: chunks are allocated in write order, so the fields of
-        # one sample sit next to each other in the file, as a training read wants them.
         for lo, hi in _runs(indices, _maps_per_read(size, chunk_bytes)):
             first = int(indices[lo])
             for i, field in enumerate(fields):

@@ -1,0 +1,182 @@
+"""The srgan3d family: network shapes and periodicity, tiled inference equal to one pass,
+gradient checkpointing, a SIGKILLed training that resumes bitwise, and superres.json."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from srgan3d_runner import train
+
+from astroflow.engine.options import RunOptions
+from astroflow.families.srgan3d.evaluation import evaluate_superres
+from astroflow.families.srgan3d.inference import superresolve, tricubic, trilinear
+from astroflow.families.srgan3d.validation import compare_channel
+from astroflow.models.srgan3d import Critic, Generator
+from astroflow.volumes.shards import write_volume_shard
+from astroflow.volumes.synthetic import VolumeConfig, synthesize_pair
+
+TESTS = Path(__file__).parent
+EVERY = 2
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def noisy_generator(factor: int, seed: int = 0) -> Generator:
+    """A random generator whose noise injection is switched on (it starts at zero)."""
+    torch.manual_seed(seed)
+    generator = Generator(4, factor, width=8)
+    for inject in generator.noise:
+        torch.nn.init.normal_(inject.weight)
+    return generator.eval()
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_shapes_and_the_least_padding_that_covers_the_output(factor):
+    generator = noisy_generator(factor)
+    p = generator.padding
+    out = generator(torch.randn(2, 4, 6 + 2 * p, 6 + 2 * p, 6 + 2 * p))
+    assert out.shape == (2, 4, 6 * factor, 6 * factor, 6 * factor)
+    generator.padding = p - 1  # one voxel less of context cannot give the whole output
+    with pytest.raises(RuntimeError):
+        generator(torch.randn(1, 4, 6 + 2 * p, 6 + 2 * p, 6 + 2 * p))
+    critic = Critic(4, width=4)
+    side = 6 * factor // 8  # three stride-2 convolutions
+    assert critic(out, out).shape == (2, side**3)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_tiled_inference_equals_one_pass(factor):
+    """Tiles padded from their periodic neighbours, noise cut from whole-volume fields:
+    stitched output equals one pass over the volume to float rounding (1e-5 relative)."""
+    generator = noisy_generator(factor)
+    low, _ = synthesize_pair(VolumeConfig(grid_size=16 * factor, factor=factor), seed=2)
+    low = (low - low.mean(axis=(1, 2, 3), keepdims=True)) / low.std(axis=(1, 2, 3), keepdims=True)
+    single = superresolve(generator, low, tile=16, seed=5)
+    tiled = superresolve(generator, low, tile=4, seed=5)
+    scale = np.abs(single).max()
+    np.testing.assert_allclose(tiled, single, rtol=0, atol=1e-5 * scale)
+    assert not np.allclose(superresolve(generator, low, tile=4, seed=6), single)  # noise acts
+
+
+def test_output_moves_with_a_periodic_shift_of_the_input():
+    generator = noisy_generator(2)
+    for inject in generator.noise:  # the deterministic part: the noise is tied to the box
+        torch.nn.init.zeros_(inject.weight)
+    low = np.random.default_rng(0).standard_normal((4, 8, 8, 8)).astype(np.float32)
+    out = superresolve(generator, low, tile=4)
+    shifted = superresolve(generator, np.roll(low, (3, -1, 5), axis=(1, 2, 3)), tile=4)
+    np.testing.assert_allclose(shifted, np.roll(out, (6, -2, 10), axis=(1, 2, 3)), atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        generator = Generator(4, 4, width=8, checkpointing=checkpointing)
+        torch.nn.init.normal_(generator.noise[0].weight)
+        x = torch.randn(1, 4, 12, 12, 12, generator=torch.Generator().manual_seed(1))
+        noise = generator.draw_noise(1, 12 - 2 * generator.padding, x, torch.Generator())
+        generator(x, noise).square().mean().backward()
+        grads.append([p.grad.clone() for p in generator.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_interpolation_baselines_keep_the_resolved_field():
+    low, high = synthesize_pair(VolumeConfig(grid_size=32, factor=2), seed=4)
+    for upsampled in (trilinear(low, 2), tricubic(low, 2)):
+        assert upsampled.shape == high.shape
+        # Block averages of the upsampled field reproduce the input to interpolation error.
+        blocks = upsampled[1].reshape(16, 2, 16, 2, 16, 2).mean(axis=(1, 3, 5))
+        assert np.corrcoef(blocks.ravel(), low[1].ravel())[0, 1] > 0.98
+
+
+def test_the_truth_scores_perfectly_and_interpolation_does_not():
+    low, high = synthesize_pair(VolumeConfig(grid_size=32, factor=2), seed=4)
+    k_nyquist = np.pi * 16 / 64.0
+    report = compare_channel(
+        high[None, 1],
+        {"truth": high[None, 1], "trilinear": trilinear(low, 2)[None, 1]},
+        64.0,
+        k_nyquist,
+    )
+    assert report["scores"]["truth"]["power_error_small_scales"] == pytest.approx(0, abs=1e-12)
+    assert report["scores"]["truth"]["r_min_resolved"] == pytest.approx(1)
+    assert report["scores"]["trilinear"]["power_error_small_scales"] > 0.5
+    assert any(report["small_scales"])
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("volumes")
+    settings = {"grid_size": 32, "factor": 2}
+    return {
+        split: [str(write_volume_shard(settings, split, 0, n, 3, root / f"{split}.h5"))]
+        for split, n in (("train", 2), ("val", 1), ("test", 1))
+    }
+
+
+def attempt(job: dict) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [sys.executable, str(TESTS / "srgan3d_runner.py"), json.dumps(job)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, shards):
+    out = tmp_path_factory.mktemp("reference")
+    options = RunOptions(checkpoint_dir=out / "ckpt", checkpoint_every_steps=EVERY).to_json()
+    train({"out": str(out), "options": options, **shards})
+    return out
+
+
+def test_a_killed_srgan3d_run_resumes_bitwise(tmp_path, shards, reference):
+    out, checkpoints = tmp_path / "run", tmp_path / "ckpt"
+    options = RunOptions(checkpoint_dir=checkpoints, checkpoint_every_steps=EVERY).to_json()
+    job = {"out": str(out), "options": options, **shards}
+    # 2 steps per epoch: step 5 is mid-epoch 3, after the warm-up; newest checkpoint step 4.
+    killed = attempt({**job, "at": 5})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    saved = torch.load(checkpoints / "step-000000004.pt", weights_only=True)["parts"]
+    assert set(saved["networks"]) == {"generator", "critic"} and set(saved["ema"]) == {"generator"}
+    finished = attempt({**job, "at": -1})
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    expected = torch.load(reference / "model.pt", weights_only=True)
+    actual = torch.load(out / "model.pt", weights_only=True)
+    assert actual["run"]["resumed_at_steps"] == [4]
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(actual["state_dict"][name], tensor), name
+    assert (out / "log.csv").read_text().splitlines()[-1].split(",")[:4] == (
+        (reference / "log.csv").read_text().splitlines()[-1].split(",")[:4]
+    )
+
+
+def test_superres_json_scores_every_channel_against_both_baselines(tmp_path, shards, reference):
+    result = evaluate_superres(
+        reference / "model.pt", shards["test"], tmp_path / "superres.json", tile=4, seed=0
+    )
+    assert json.loads((tmp_path / "superres.json").read_text()) == result
+    assert list(result["channels"]) == ["density", "vx", "vy", "vz"]
+    assert result["inference"]["volume_over_crop"] == 8.0
+    assert result["inference"]["peak_memory_rise_mb"] >= 0
+    for channel in result["channels"].values():
+        assert set(channel["power"]) == {"output", "trilinear", "tricubic"}
+        k_f = 2 * np.pi / 64  # the fundamental; the first bin averages |k| of 1 and sqrt 2
+        assert len(channel["k"]) == 16 and k_f < channel["k"][0] < 1.5 * k_f
+        assert set(channel["pdf"]) == {"edges", "truth", "output", "trilinear"}
+        assert channel["scores"]["trilinear"]["power_error_small_scales"] > 0.5
+    assert isinstance(result["done"], bool)
