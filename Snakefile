@@ -46,6 +46,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/samples.smk"
 include: "workflow/rules/figures.smk"
 
 

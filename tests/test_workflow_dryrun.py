@@ -37,16 +37,17 @@ def test_default_dag_parses_without_torch(tmp_path):
     jobs = planned_jobs(result.stdout + result.stderr)
     assert jobs["synthesize_maps"] == 1
     # two cnn2d, a four-value classifier sweep, one cnn3d, one srgan3d (no inference or
-    # embeddings: it is judged by its superres evaluation); only the last member of the
-    # sweep is embedded and drawn in full
-    assert jobs["train"] == 8 and jobs["infer"] == 7 and jobs["embed"] == 4
-    assert jobs["synthesize_volumes"] == 4 + 1 + 1 and jobs["evaluate"] == 1
+    # embeddings: it is judged by its superres evaluation), one gan2d (likewise: emulator.json);
+    # only the last member of the sweep is embedded and drawn in full
+    assert jobs["train"] == 9 and jobs["infer"] == 7 and jobs["embed"] == 4
+    assert jobs["synthesize_volumes"] == 4 + 1 + 1 and jobs["evaluate"] == 2
+    assert jobs["sample"] == 1  # gan2d's samples/lh
     assert jobs["plot_sweep"] == 1
     # 3,000 maps at 500 per shard: 2100/450/450 maps -> 5 + 1 + 1 shards.
     assert jobs["format_shards"] == 7
     assert jobs["synthesize_cubes"] == 16 + 2 + 2
     assert jobs["write_cube_examples"] == 1
-    assert jobs["plot_figure"] == 2 * 3 + 3 * 1 + 5 + 4 + 4  # each family's figures
+    assert jobs["plot_figure"] == 2 * 3 + 3 * 1 + 5 + 4 + 4 + 6  # each family's figures
     assert "predict_fits" not in jobs  # the real-data folder is empty
 
 

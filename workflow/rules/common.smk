@@ -106,6 +106,10 @@ EVALUATIONS = sorted(
     {e.name for experiment in EXPERIMENTS for e in family_of(experiment).evaluations}
 )
 """Names of every family evaluation in the config (results/<experiment>/<name>.json)."""
+SAMPLES = sorted(
+    {name for e in EXPERIMENTS for name in family_of(e).samples(EXPERIMENTS[e])}
+)
+"""Names of every sample set in the config (results/<experiment>/samples/<name>.h5)."""
 
 
 wildcard_constraints:
@@ -118,6 +122,7 @@ wildcard_constraints:
     volumeset=VOLUMESET,
     figure="[a-z0-9_]+",
     evaluation="|".join(EVALUATIONS) or "(?!)",
+    sample="|".join(SAMPLES) or "(?!)",
 
 
 def canonical(mapping):

@@ -12,10 +12,11 @@ from astroflow.families.base import Family
 from astroflow.families.classifier import CLASSIFIER
 from astroflow.families.cnn2d import CNN2D
 from astroflow.families.cnn3d import CNN3D
+from astroflow.families.gan2d import GAN2D
 from astroflow.families.srgan3d import SRGAN3D
 
 FAMILIES: dict[str, Family] = {
-    family.name: family for family in (CNN2D, CNN3D, CLASSIFIER, SRGAN3D)
+    family.name: family for family in (CNN2D, CNN3D, CLASSIFIER, SRGAN3D, GAN2D)
 }
 
 

@@ -159,6 +159,7 @@ class Family:
         if self.embeds:
             products.append(f"{base}/clusters.json")
         products += [f"{base}/{evaluation.name}.json" for evaluation in self.evaluations]
+        products += [f"{base}/samples/{name}.h5" for name in self.samples(settings)]
         return products
 
     def items(self, split: str, settings: Mapping[str, Any], config: Mapping[str, Any]) -> int:
@@ -195,6 +196,12 @@ class Family:
             if evaluation.name == name:
                 return evaluation
         raise KeyError(f"family {self.name} has no evaluation {name!r}")
+
+    def samples(self, settings: Mapping[str, Any]) -> list[str]:
+        """Names of the sample sets an experiment generates,
+        ``results/<experiment>/samples/<name>.h5`` plus the folder ``<name>/`` of the same maps
+        in the CMD layout (none for families that generate nothing)."""
+        return []
 
     def evaluation_references(
         self, name: str, settings: Mapping[str, Any], config: Mapping[str, Any]
@@ -267,6 +274,21 @@ class Family:
         input name (``model``, a split, a reference) to its paths; ``settings`` are the
         experiment's, defaults filled in."""
         raise NotImplementedError(f"family {self.name} has no evaluation {name!r}")
+
+    def sample(
+        self,
+        name: str,
+        model_path: str | os.PathLike[str],
+        out_h5: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str],
+        *,
+        settings: Mapping[str, Any],
+        config: Mapping[str, Any],
+        threads: int | None = None,
+    ) -> None:
+        """Write sample set ``name`` (one of :meth:`samples`) from the model at ``model_path``:
+        ``out_h5`` and the CMD-layout folder ``out_dir``."""
+        raise NotImplementedError(f"family {self.name} generates no samples")
 
     def plot(
         self, figure: str, inputs: Sequence[str], output: str, colour_by: Sequence[str]

@@ -1,0 +1,232 @@
+"""gan2d: the networks' symmetries, the adversarial losses, and training through the engine
+(every part checkpointed; a SIGKILLed run resumes to bitwise-equal weights)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from shard_factory import write_splits
+
+from astroflow.engine.loop import fit
+from astroflow.engine.options import RunOptions
+from astroflow.families import get_family
+from astroflow.families.gan2d.training import Gan2dTraining, adversarial_losses
+from astroflow.models.gan2d import Critic, Generator
+
+TESTS = Path(__file__).parent
+EVERY = 3
+FIELDS = ["Mgas", "HI"]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def settings() -> dict:
+    family = get_family("gan2d")
+    defaults = {key: spec["default"] for key, spec in family.settings.items()}
+    return {
+        **defaults,
+        "model": "gan2d",
+        "fields": FIELDS,
+        "params": ["Omega_m", "sigma_8"],
+        "latent": 4,
+        "width": 4,
+        "critic_width": 4,
+        "embed": 8,
+        "r1_every": 2,
+        "instance_noise": 0.1,
+        "val_sims": 2,
+        "epochs": 3,
+        "batch_size": 8,
+        "lr": 0.001,
+        "weight_decay": 0.0,
+        "seed": 3,
+    }
+
+
+# A training process that kills itself right after step `at` (-1: never).
+RUNNER = """
+import json, os, signal, sys
+import torch
+from astroflow.engine import resume
+from astroflow.engine.loop import fit
+from astroflow.engine.options import RunOptions
+from astroflow.families.gan2d.training import Gan2dTraining
+
+job = json.loads(sys.argv[1])
+torch.set_num_threads(1)
+original = resume.Checkpointer.after_step
+
+def after_step(self, state):
+    original(self, state)
+    if state.step == job["at"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+resume.Checkpointer.after_step = after_step
+out = job["out"]
+fit(Gan2dTraining(), job["settings"], job["train"], job["val"], out + "/model.pt",
+    out + "/log.csv", out + "/tb", RunOptions(**job["options"]))
+"""
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gan2d_shards")
+    return write_splits(root, {"train": 6, "val": 2}, map_size=16, fields=FIELDS, maps_per_sim=4)
+
+
+def attempt(out: Path, checkpoints: Path, shards, at: int) -> subprocess.CompletedProcess:
+    job = {
+        "settings": settings(),
+        "out": str(out),
+        "train": [str(p) for p in shards["train"]],
+        "val": [str(p) for p in shards["val"]],
+        "options": RunOptions(
+            checkpoint_dir=checkpoints, checkpoint_every_steps=EVERY, num_workers=0
+        ).to_json(),
+        "at": at,
+    }
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(job)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_the_generator_commutes_with_periodic_shifts_of_its_latent_field():
+    torch.manual_seed(0)
+    generator = Generator(3, 6, 32, latent=4, widths=(8, 8, 8, 8), embed=8).eval()
+    z = [torch.randn(shape) for shape in generator.latent_shapes(2)]
+    p = torch.rand(2, 6)
+    fresh_noise = [z[0], *(torch.randn_like(t) for t in z[1:])]
+    # The noise inputs start switched off, and reach the maps once their strength is learned.
+    assert torch.equal(generator(fresh_noise, p), generator(z, p))
+    for block in generator.blocks:
+        for layer in block:
+            torch.nn.init.constant_(layer.noise, 0.5)
+    assert not torch.allclose(generator(fresh_noise, p), generator(z, p))
+    maps = generator(z, p)
+    assert maps.shape == (2, 3, 32, 32)
+    # One coarse latent cell is 8 pixels: shifting every latent by one coarse cell (1, 2, 4
+    # and 8 pixels of the noise maps) shifts the maps by 8 pixels.
+    shifts = [1, 1, 1, 2, 2, 4, 4, 8, 8]
+    rolled = [torch.roll(t, (s, -s), dims=(-2, -1)) for t, s in zip(z, shifts, strict=True)]
+    shifted = generator(rolled, p)
+    assert torch.allclose(shifted, torch.roll(maps, (8, -8), dims=(-2, -1)), atol=1e-5)
+    # A map depends on its own latents and parameters only, not on the rest of the batch.
+    assert torch.allclose(generator([t[:1] for t in z], p[:1]), maps[:1], atol=1e-5)
+    # The parameters change the maps once FiLM has learned anything (here: perturbed weights).
+    for block in generator.blocks:
+        for film in block:
+            torch.nn.init.normal_(film.film.weight, std=0.3)
+    assert not torch.allclose(generator(z, p), generator(z, 1 - p))
+
+
+def test_the_critic_is_invariant_to_shifts_by_its_total_stride():
+    torch.manual_seed(0)
+    critic = Critic(3, 6, 32, widths=(4, 8, 8, 8)).eval()
+    x, p = torch.randn(2, 3, 32, 32), torch.rand(2, 6)
+    scores = critic(x, p)
+    assert scores.shape == (2,)
+    assert torch.allclose(critic(torch.roll(x, (8, 16), dims=(-2, -1)), p), scores, atol=1e-4)
+    with pytest.raises(ValueError, match="widths"):
+        Critic(3, 6, 32, widths=(4, 8))
+
+
+def test_adversarial_losses_on_known_scores():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    critic, generator = adversarial_losses(real, fake, "hinge")
+    assert critic.item() == pytest.approx((0 + 0.5) / 2 + (0 + 1) / 2)
+    assert generator.item() == pytest.approx(1.0)
+    critic, generator = adversarial_losses(real, fake, "nonsaturating")
+    softplus = torch.nn.functional.softplus
+    assert critic.item() == pytest.approx((softplus(-real).mean() + softplus(fake).mean()).item())
+    with pytest.raises(ValueError, match="unknown GAN loss"):
+        adversarial_losses(real, fake, "wasserstein")
+
+
+def test_the_ema_decay_warms_up_to_its_setting():
+    from astroflow.families.gan2d.training import ema_decay
+
+    assert ema_decay(0.999, 0) == pytest.approx(0.1)
+    assert ema_decay(0.999, 90) == pytest.approx(0.91)
+    assert ema_decay(0.999, 10**6) == 0.999
+
+
+def test_instance_noise_decays_linearly_to_zero():
+    family = Gan2dTraining()
+    family.check(settings())
+    family.total_steps = 100
+    assert family.noise_std(0) == pytest.approx(0.1)
+    assert family.noise_std(50) == pytest.approx(0.05)
+    assert family.noise_std(100) == 0.0
+
+
+def test_a_killed_gan2d_run_resumes_bitwise(tmp_path, shards):
+    reference = tmp_path / "reference"
+    summary = fit(
+        Gan2dTraining(),
+        settings(),
+        shards["train"],
+        shards["val"],
+        reference / "model.pt",
+        reference / "log.csv",
+        reference / "tb",
+        RunOptions(
+            checkpoint_dir=tmp_path / "ref_ckpt", checkpoint_every_steps=EVERY, num_workers=0
+        ),
+    )
+    assert summary["best_epoch"] >= 1
+    out, checkpoints = tmp_path / "run", tmp_path / "ckpt"
+    killed = attempt(out, checkpoints, shards, at=5)  # mid-epoch 2 (3 steps per epoch)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    saved = torch.load(checkpoints / "step-000000003.pt", weights_only=True)["parts"]
+    assert set(saved["networks"]) == set(saved["optimizers"]) == {"generator", "critic"}
+    assert set(saved["ema"]) == {"generator"}
+
+    finished = attempt(out, checkpoints, shards, at=-1)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    expected = torch.load(reference / "model.pt", weights_only=True)
+    actual = torch.load(out / "model.pt", weights_only=True)
+    assert actual["run"]["resumed_at_steps"] == [3]
+    assert set(expected["state_dict"]) == set(
+        Generator(**expected["arch"]["generator"]).state_dict()
+    )
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(actual["state_dict"][name], tensor), name
+    # The model file rebuilds the EMA generator through the family.
+    network = get_family("gan2d").build_network(actual["arch"])
+    network.load_state_dict(actual["state_dict"])
+
+
+def test_two_gloo_processes_train_gan2d_with_the_r1_penalty(tmp_path, shards):
+    """The DDP path: the critic's R1 gradient through the wrapped critic, the generator
+    through the plain frozen one, EMA and validation on every rank."""
+    from astroflow.train import train_job
+
+    cfg = {**settings(), "epochs": 1, "r1_every": 1}
+    out = tmp_path / "ddp"
+    train_job(
+        cfg,
+        shards["train"],
+        shards["val"],
+        out / "model.pt",
+        out / "log.csv",
+        out / "tb",
+        RunOptions(checkpoint_dir=tmp_path / "ckpt", num_workers=0, threads=2),
+        gpus=2,
+        log_path=out / "train.log",
+    )
+    payload = torch.load(out / "model.pt", weights_only=True)
+    assert payload["run"]["world_size"] == 2 and payload["run"]["backend"] == "gloo"
+    assert all(torch.isfinite(t).all() for t in payload["state_dict"].values())
