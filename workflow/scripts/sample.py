@@ -3,7 +3,7 @@
 from astroflow.families import get_family
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     p = snakemake.params
     get_family(p.model).sample(
         snakemake.wildcards.sample,
