@@ -42,6 +42,7 @@ def test_a_family_declares_what_the_workflow_needs(name):
         assert "default" in schema and "description" in schema, key
     made = {"train_log.csv", "tsne.parquet", "clusters.json"}
     made |= {"predictions.h5", "metrics.json"} if family.predicts else set()
+    made |= {f"{evaluation.name}.json" for evaluation in family.evaluations}
     for figure in family.figures:
         assert set(figure.inputs) <= made, figure.name
         assert figure.caption and figure.category

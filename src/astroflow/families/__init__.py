@@ -12,8 +12,9 @@ from astroflow.families.base import Family
 from astroflow.families.classifier import CLASSIFIER
 from astroflow.families.cnn2d import CNN2D
 from astroflow.families.cnn3d import CNN3D
+from astroflow.families.vicreg import VICREG
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (CNN2D, CNN3D, CLASSIFIER)}
+FAMILIES: dict[str, Family] = {family.name: family for family in (CNN2D, CNN3D, CLASSIFIER, VICREG)}
 
 
 def get_family(name: str) -> Family:
