@@ -293,7 +293,9 @@ EMBEDDING = [e for e in EXPERIMENTS if family_of(e).embeds and e not in SWEEP_ME
 
 def experiment_products(experiment):
     context = {"real_cubes": REAL_CUBES, "sweep_member": experiment in SWEEP_MEMBERS}
-    products = family_of(experiment).products(experiment, EXPERIMENTS[experiment], context)
+    products = family_of(experiment).products(
+        experiment, EXPERIMENTS[experiment], context
+    )
     if config["analysis"]["splits"] and experiment in EMBEDDING:
         products.append(f"results/{experiment}/analysis/analysis.json")
     return products
