@@ -83,9 +83,11 @@ class PairDataset:
     def preload(self) -> None:
         self.maps.preload()
 
-    def pair(self, index: int, draw: int) -> tuple[int, int, int, tuple[int, int], tuple[int, int]]:
-        """(first map, second map, element, second element, shifts...) of one key:
-        ``(i, j, e1, e2, s1, s2)`` as drawn; for ``fields`` pairs j = i, e2 = e1, s2 = s1."""
+    def pair(
+        self, index: int, draw: int
+    ) -> tuple[int, int, int, int, tuple[int, int], tuple[int, int]]:
+        """The pair of one key: maps ``i``, ``j``, their D4 elements ``e1``, ``e2`` and periodic
+        shifts ``s1``, ``s2`` (dy, dx); for ``fields`` pairs j = i, e2 = e1, s2 = s1."""
         rng = np.random.default_rng(derive_seed(index, draw))
         n = self.map_size
         e1, e2 = (int(e) for e in rng.integers(0, D4_ORDER, 2))
