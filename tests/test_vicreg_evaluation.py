@@ -136,3 +136,10 @@ def test_the_probes_find_an_encoded_parameter_and_not_noise():
     linear = linear_r2(features[:300], target[:300], features[300:], target[300:])
     assert knn[0] > 0.95 and knn[1] < 0.1
     assert linear[0] > 0.8 and linear[1] < 0.1
+
+
+def test_nuisance_labels_are_the_slab_and_axis_within_a_simulation():
+    from astroflow.families.vicreg.evaluation import nuisance_labels
+
+    labels = nuisance_labels(np.array([0, 4, 5, 14, 15, 2954]))
+    assert labels.tolist() == [[0, 0], [4, 0], [5, 1], [14, 2], [0, 0], [14, 2]]

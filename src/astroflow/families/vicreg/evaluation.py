@@ -34,6 +34,7 @@ from astroflow.evaluation.outputs import dataset_outputs
 from astroflow.evaluation.probes import KNN_NEIGHBORS, knn_r2, pixel_pca, probe_table
 from astroflow.families.cnn2d.products import open_for_model
 from astroflow.io import write_json
+from astroflow.maps.cmd import MAPS_PER_SIM
 from astroflow.maps.dataset import ShardDataset
 from astroflow.maps.synthetic import SLABS_PER_BOX
 from astroflow.modelfile import load_model
@@ -64,6 +65,14 @@ def encoder_features(
     return features
 
 
+def nuisance_labels(map_index: np.ndarray) -> np.ndarray:
+    """(n, 2) labels that say nothing about the parameters: a map's index within its
+    simulation and its projection axis. ``map_index`` (n,) is the row in the CMD file, whose
+    maps come simulation by simulation, slabs of one axis after another."""
+    within = np.asarray(map_index) % MAPS_PER_SIM
+    return np.stack([within, within // SLABS_PER_BOX], axis=1).astype(np.float64)
+
+
 def evaluate_embeddings(
     inputs: Mapping[str, list[str]],
     output: str | os.PathLike[str],
@@ -85,10 +94,7 @@ def evaluate_embeddings(
     data = {s: ShardDataset(inputs[s], settings["fields"], names, in_memory=True) for s in SPLITS}
     scaled = {s: d.targets for s, d in data.items()}
     raw = {s: d.params_raw[:, [d.param_names.index(p) for p in names]] for s, d in data.items()}
-    nuisance = {
-        s: np.stack([d.map_index, d.map_index // SLABS_PER_BOX], axis=1).astype(np.float64)
-        for s, d in data.items()
-    }
+    nuisance = {s: nuisance_labels(d.map_index) for s, d in data.items()}
 
     embeddings = {
         "vicreg": {s: encoder_features(inputs["model"][0], inputs[s], device) for s in SPLITS}
