@@ -117,16 +117,26 @@ def test_validation_stops_a_collapsed_network(shards):
         "variance": 25.0,
         "covariance": 1.0,
         "collapse_threshold": 0.9,
+        "warmup_epochs": 1,
     }
     family = VICRegTraining()
     _, val = family.datasets(settings, shards["train"], shards["val"])
     model = VICRegNet(1, 16, width=2, embedding_dim=8, expander_dim=16)
     with torch.no_grad():
         model.expander[-1].weight.zero_()  # every map maps to the bias: a collapse
-    parts = Parts({"model": model}, {"model": model}, {}, {}, {})
+    optimizer = torch.optim.SGD(model.trained_parameters(), lr=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    parts = Parts({"model": model}, {"model": model}, {}, {"model": schedule}, {})
+    family._steps_per_epoch = 3
     loader = [val[list(range(len(val)))]]
+    world = World(0, 1, 0, torch.device("cpu"))
+    for _ in range(6):  # the end of epoch 2, after the warm-up epoch
+        optimizer.step()
+        schedule.step()
+        if schedule.last_epoch == 3:
+            family.validate(parts, loader, val, world)  # warm-up: not checked yet
     with pytest.raises(EmbeddingCollapse):
-        family.validate(parts, loader, val, World(0, 1, 0, torch.device("cpu")))
+        family.validate(parts, loader, val, world)
 
 
 def test_snapshots_copy_the_encoder_of_their_epoch_only():
