@@ -41,7 +41,6 @@ class VICRegTraining(TrainingFamily):
         self._steps_per_epoch = 0
         self._weights = (25.0, 25.0, 1.0)
         self._collapse_threshold = 1.0
-        self._warmup_epochs = 1.0
 
     def check(self, cfg: Mapping[str, Any]) -> None:
         bad = [e for e in cfg["snapshot_epochs"] if not 1 <= e <= cfg["epochs"]]
@@ -56,7 +55,6 @@ class VICRegTraining(TrainingFamily):
         # Settings the step and the validation read (the engine hands them only the parts).
         self._weights = (cfg["invariance"], cfg["variance"], cfg["covariance"])
         self._collapse_threshold = cfg["collapse_threshold"]
-        self._warmup_epochs = cfg["warmup_epochs"]
         return (
             PairDataset(train_paths, cfg["fields"], cfg["params"], cfg["pairs"]),
             PairDataset(val_paths, cfg["fields"], cfg["params"], cfg["pairs"]),
@@ -123,8 +121,7 @@ class VICRegTraining(TrainingFamily):
         self, parts: Parts, loader: DataLoader, dataset: PairDataset, world: World
     ) -> Validation:
         """The VICReg loss over the fixed validation pairs (expander outputs of the whole set
-        at once, so the score does not depend on the batch size), and after the warm-up the
-        collapse check."""
+        at once, so the score does not depend on the batch size), and the collapse check."""
         model = parts.networks["model"]
         world.sync_buffers(model)
         model.eval()
@@ -134,14 +131,31 @@ class VICRegTraining(TrainingFamily):
         z2 = world.gather_rows(torch.cat([b for _, b in outputs]).float().cpu().numpy())
         z1, z2 = torch.from_numpy(z1), torch.from_numpy(z2)
         loss, _ = vicreg_loss(z1, z2, self._weights)
-        # During the warm-up the BatchNorm running statistics that eval mode uses still lag
-        # the batches, and an untrained encoder's pooled features barely differ between maps:
-        # the outputs look collapsed without being so. The epoch comes from the schedule's
-        # step count, which a checkpoint restores.
-        epoch = parts.schedulers["model"].last_epoch // self._steps_per_epoch
-        if epoch > self._warmup_epochs:
-            check_collapse(np.concatenate([z1.numpy(), z2.numpy()]), self._collapse_threshold)
+        check_collapse(self._training_mode_outputs(model, loader, ctx), self._collapse_threshold)
         return Validation(float(loss))
+
+    def _training_mode_outputs(
+        self, model: VICRegNet, loader: DataLoader, ctx: StepContext
+    ) -> np.ndarray:
+        """Expander outputs (2n, D) of the validation pairs with BatchNorm normalizing by each
+        batch, as in a training step: what the loss's variance and covariance terms see.
+
+        Eval mode would use the running statistics, which lag the batches early in a run and
+        make a healthy embedding look collapsed. A momentum of 0 leaves them as they were.
+        """
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+        model.train()
+        for norm in norms:
+            norm.momentum = 0.0
+        try:
+            outputs = [torch.cat(self._expand(model, batch.x, ctx)) for batch in loader]
+        finally:
+            for norm, (momentum, tracked) in zip(norms, saved, strict=True):
+                norm.momentum = momentum
+                norm.num_batches_tracked.copy_(tracked)
+            model.eval()
+        return ctx.world.gather_rows(torch.cat(outputs).float().cpu().numpy())
 
     def product_network(self, parts: Parts) -> nn.Module:
         return parts.networks["model"]
