@@ -148,7 +148,8 @@ def experiment_shards(split):
 
 def experiment_shard(wildcards):
     """Input function: shard number ``{shard}`` of ``{split}`` among those the experiment
-    reads (numbered across its suites, in the order of :func:`shards_of`)."""
+    reads (numbered across its suites, in the order of :func:`shards_of`), as a list of
+    one, like the shards of the other embedding rule."""
     shards = shards_of(wildcards.experiment, wildcards.split)
     index = int(wildcards.shard)
     if index >= len(shards):
@@ -156,7 +157,7 @@ def experiment_shard(wildcards):
             f"{wildcards.experiment} reads {len(shards)} {wildcards.split} shards, "
             f"not shard {wildcards.shard}"
         )
-    return shards[index]
+    return [shards[index]]
 
 
 def embedding_shards(wildcards):
