@@ -20,7 +20,9 @@ def minimal() -> dict:
     }
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "camels.yaml"])
+@pytest.mark.parametrize(
+    "name", ["config.yaml", "test.yaml", "camels.yaml", "embeddings-100k.yaml"]
+)
 def test_shipped_configs_are_valid(name):
     config = yaml.safe_load((ROOT / "config" / name).read_text())
     validate_config(config, SCHEMA)
@@ -205,7 +207,9 @@ def test_repeated_key_is_refused(tmp_path):
         load_config_file(path)
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "camels.yaml"])
+@pytest.mark.parametrize(
+    "name", ["config.yaml", "test.yaml", "camels.yaml", "embeddings-100k.yaml"]
+)
 def test_shipped_configs_load_strictly(name):
     assert load_config_file(ROOT / "config" / name)["experiments"]
 

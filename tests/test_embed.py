@@ -89,3 +89,12 @@ def test_shards_without_the_model_field_name_file_and_field(run, tmp_path):
 def test_missing_model_file_is_named(run, tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.pt"):
         embed(tmp_path / "nothing.pt", run["shards"]["test"], tmp_path / "e.h5")
+
+
+def test_one_shard_is_embedded_alone_and_labelled_with_its_split(run, tmp_path):
+    shard = run["shards"]["val"][1]
+    out = embed(run["model"], [shard], tmp_path / "val_001.h5", split="val")
+    with h5py.File(out) as h5, h5py.File(shard) as source:
+        assert h5.attrs["split"] == "val"
+        np.testing.assert_array_equal(h5["sim_id"][:], source["sim_id"][:])
+    assert [p.name for p in tmp_path.iterdir()] == ["val_001.h5"]  # no temporary file left

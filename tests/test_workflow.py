@@ -100,6 +100,18 @@ def test_every_product_is_written(finished_run):
     }
 
 
+def test_the_vicreg_experiment_is_judged_against_both_baselines(finished_run):
+    workdir, _ = finished_run
+    base = workdir / "results" / "vicreg_mgas"
+    for figure in ("training_curves", "tsne", "cluster_gallery", "embedding_evolution"):
+        assert (base / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    evaluation = json.loads((base / "evaluation.json").read_text())
+    assert set(evaluation["probes"]) == {"vicreg", "supervised", "pixel_pca"}
+    assert evaluation["supervised_experiment"] == "cnn2d_mgas"
+    assert len(json.loads((base / "evolution.json").read_text())["xy"]) in (1, 2)
+    assert not (base / "metrics.json").exists()
+
+
 def test_cube_experiment_beats_the_baseline_and_keeps_its_products_consistent(finished_run):
     workdir, config_path = finished_run
     cubes = yaml.safe_load(config_path.read_text())["cubes"]

@@ -36,18 +36,19 @@ def test_default_dag_parses_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout + result.stderr)
     assert jobs["synthesize_maps"] == 1
-    # two cnn2d, a four-value classifier sweep, one cnn3d, one srgan3d (no inference or
-    # embeddings: it is judged by its superres evaluation), one gan2d (likewise: emulator.json);
-    # only the last member of the sweep is embedded and drawn in full
-    assert jobs["train"] == 9 and jobs["infer"] == 7 and jobs["embed"] == 4
-    assert jobs["synthesize_volumes"] == 4 + 1 + 1 and jobs["evaluate"] == 2
+    # two cnn2d, a four-value classifier sweep, one vicreg, one cnn3d, one srgan3d (no
+    # inference or embeddings: it is judged by its superres evaluation), one gan2d (likewise:
+    # emulator.json); only the last member of the sweep is embedded and drawn in full; vicreg
+    # predicts nothing but is embedded and evaluated (evaluation.json, evolution.json)
+    assert jobs["train"] == 10 and jobs["infer"] == 7 and jobs["embed"] == 5
+    assert jobs["synthesize_volumes"] == 4 + 1 + 1 and jobs["evaluate"] == 4
     assert jobs["sample"] == 1  # gan2d's samples/lh
     assert jobs["plot_sweep"] == 1
     # 3,000 maps at 500 per shard: 2100/450/450 maps -> 5 + 1 + 1 shards.
     assert jobs["format_shards"] == 7
     assert jobs["synthesize_cubes"] == 16 + 2 + 2
     assert jobs["write_cube_examples"] == 1
-    assert jobs["plot_figure"] == 2 * 3 + 3 * 1 + 5 + 4 + 4 + 6  # each family's figures
+    assert jobs["plot_figure"] == 2 * 3 + 3 * 1 + 5 + 4 + 4 + 6 + 4  # each family's figures
     assert "predict_fits" not in jobs  # the real-data folder is empty
 
 
@@ -70,6 +71,16 @@ def test_camels_config_plans_downloads_and_full_scale_shards(tmp_path):
     # 15,000 maps, 800/100/100 simulations, 500 maps per shard: 24 + 3 + 3 shards.
     assert jobs["format_shards"] == 30
     assert "synthesize_cubes" not in jobs  # no cnn3d experiment: no cubes
+
+
+def test_the_scale_config_embeds_every_shard_and_analyses_them_once(tmp_path):
+    config = ROOT / "config" / "embeddings-100k.yaml"
+    result = snakemake("-n", "--quiet", "rules", "--configfile", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    jobs = planned_jobs(result.stdout + result.stderr)
+    # 6,667 simulations of 15 maps at 2,500 maps per shard: 28 + 7 + 6 shards.
+    assert jobs["format_shards"] == jobs["embed_shard"] == 41
+    assert jobs["analyse_embeddings"] == jobs["train"] == 1
 
 
 def test_single_target_plans_only_its_ancestors(tmp_path):

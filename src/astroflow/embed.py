@@ -4,8 +4,9 @@
 rows (cnn2d: one per map; cnn3d: one per cube). Every family writes the same layout through
 :func:`write_embeddings`: ``embeddings.h5`` with datasets ``embeddings`` (n, D) float32,
 ``sim_id`` and ``map_index`` (n,) int64, ``params_raw`` (n, P) float32 physical parameters, and
-attributes ``param_names`` (the P names, column order of ``params_raw``) and ``fields``; cube
-embeddings add ``param_units``. t-SNE and clustering read only this layout.
+attributes ``param_names`` (the P names, column order of ``params_raw``), ``fields`` and
+``split`` (when known); cube embeddings add ``param_units``. t-SNE and clustering read only
+this layout.
 """
 
 from __future__ import annotations
@@ -35,27 +36,33 @@ def embed(
     threads: int | None = None,
     device: str | None = None,
     settings: Mapping[str, Any] | None = None,
+    split: str | None = None,
 ) -> Path:
     """Write ``model.features`` of every item of ``shard_paths`` (eval mode, no augmentation).
 
     The model's family writes the file, rows in the order of the shards and of the items
     within them; returns ``out_h5``. ``settings``: the experiment's, which the model file
-    must have been trained with.
+    must have been trained with. ``split``: the split the shards belong to, stored as the
+    file's attribute ``split`` (the analysis of all splits tells their rows apart by it).
     """
     if threads is not None:
         torch.set_num_threads(threads)
     device = select_device(device)
     model, meta = load_model(model_path, device, settings=settings)
-    get_family(meta["model"]).embed(
-        model,
-        meta,
-        model_path,
-        shard_paths,
-        out_h5,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-    )
+    with atomic_path(out_h5) as tmp:
+        get_family(meta["model"]).embed(
+            model,
+            meta,
+            model_path,
+            shard_paths,
+            tmp,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+        )
+        if split is not None:
+            with h5py.File(tmp, "r+") as h5:
+                h5.attrs["split"] = split
     return Path(out_h5)
 
 

@@ -176,6 +176,29 @@ def experiment_shards(split):
     return lambda wildcards: shards_of(wildcards.experiment, split)
 
 
+def experiment_shard(wildcards):
+    """Input function: shard number ``{shard}`` of ``{split}`` among those the experiment
+    reads (numbered across its suites, in the order of :func:`shards_of`), as a list of
+    one, like the shards of the other embedding rule."""
+    shards = shards_of(wildcards.experiment, wildcards.split)
+    index = int(wildcards.shard)
+    if index >= len(shards):
+        raise WorkflowError(
+            f"{wildcards.experiment} reads {len(shards)} {wildcards.split} shards, "
+            f"not shard {wildcards.shard}"
+        )
+    return [shards[index]]
+
+
+def embedding_shards(wildcards):
+    """Input function: one embedding file per shard of every split of analysis.splits."""
+    return [
+        f"results/{wildcards.experiment}/embeddings/{split}/{i:03d}.h5"
+        for split in config["analysis"]["splits"]
+        for i in range(len(shards_of(wildcards.experiment, split)))
+    ]
+
+
 def experiment_settings(wildcards):
     """The settings that define a trained model; a change to one of them retrains it.
 
@@ -301,7 +324,12 @@ EMBEDDING = [e for e in EXPERIMENTS if family_of(e).embeds and e not in SWEEP_ME
 
 def experiment_products(experiment):
     context = {"real_cubes": REAL_CUBES, "sweep_member": experiment in SWEEP_MEMBERS}
-    return family_of(experiment).products(experiment, EXPERIMENTS[experiment], context)
+    products = family_of(experiment).products(
+        experiment, EXPERIMENTS[experiment], context
+    )
+    if config["analysis"]["splits"] and experiment in EMBEDDING:
+        products.append(f"results/{experiment}/analysis/analysis.json")
+    return products
 
 
 def all_products(include_resources=True):

@@ -1,4 +1,5 @@
-# Embeddings of the test maps or cubes, their t-SNE map and clustering.
+# Embeddings of the test maps or cubes, their t-SNE map and clustering; and at scale, one
+# embedding job per shard of every split with the chunked analysis of all of them.
 
 
 rule embed:
@@ -20,8 +21,64 @@ rule embed:
         runtime=experiment_runtime,
     params:
         settings=experiment_settings,
+        split="test",
     script:
         "../scripts/embed.py"
+
+
+# One job per shard: hundreds of maps each, so a cluster spreads the embedding of 10^5 maps
+# over GPU jobs (grouped by the profile) instead of one long one.
+rule embed_shard:
+    input:
+        model="results/{experiment}/model.pt",
+        shards=experiment_shard,
+    output:
+        "results/{experiment}/embeddings/{split}/{shard}.h5",
+    log:
+        "logs/{experiment}/embed/{split}_{shard}.log",
+    benchmark:
+        "logs/benchmarks/{experiment}/embed/{split}_{shard}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: experiment_threads
+    resources:
+        gpu=inference_gpus,
+        mem_mb=experiment_mem_mb,
+        runtime=experiment_runtime,
+    params:
+        settings=experiment_settings,
+        split="{split}",
+    script:
+        "../scripts/embed.py"
+
+
+# PCA, t-SNE and clusters of the embeddings of every map of analysis.splits, read in chunks.
+rule analyse_embeddings:
+    input:
+        embedding_shards,
+    output:
+        summary="results/{experiment}/analysis/analysis.json",
+        table="results/{experiment}/analysis/tsne.parquet",
+        figure=report(
+            "results/{experiment}/analysis/figures/tsne.png",
+            caption="../report/embedding_analysis.rst",
+            category="Embeddings",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "figure": "t-SNE of all maps"},
+        ),
+    log:
+        "logs/{experiment}/analyse_embeddings.log",
+    benchmark:
+        "logs/benchmarks/{experiment}/analyse_embeddings.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 2
+    params:
+        analysis=config["analysis"],
+        colour_by=descriptive_params,
+        seed=config["seed"],
+    script:
+        "../scripts/analyse_embeddings.py"
 
 
 rule tsne:

@@ -1,4 +1,4 @@
-"""Snakemake entry point: penultimate-layer embeddings of every test map."""
+"""Snakemake entry point: embeddings of the maps of some shards of one split."""
 
 from astroflow.embed import embed
 from astroflow.runlog import log_to_file
@@ -10,4 +10,5 @@ with log_to_file(snakemake.log[0], job=snakemake):
         snakemake.output[0],
         threads=snakemake.threads,
         settings=snakemake.params.settings,
+        split=snakemake.params.split,
     )

@@ -14,9 +14,10 @@ from astroflow.families.cnn2d import CNN2D
 from astroflow.families.cnn3d import CNN3D
 from astroflow.families.gan2d import GAN2D
 from astroflow.families.srgan3d import SRGAN3D
+from astroflow.families.vicreg import VICREG
 
 FAMILIES: dict[str, Family] = {
-    family.name: family for family in (CNN2D, CNN3D, CLASSIFIER, SRGAN3D, GAN2D)
+    family.name: family for family in (CNN2D, CNN3D, CLASSIFIER, VICREG, SRGAN3D, GAN2D)
 }
 
 

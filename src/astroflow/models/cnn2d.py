@@ -36,7 +36,7 @@ STD_FLOOR = 1e-6
 NEGATIVE_SLOPE = 0.2
 
 
-def _conv_bn_act(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
+def conv_bn_act(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
     # 3x3 kernels pad one pixel circularly (same size); 2x2 stride-2 kernels need no padding
     # on even sizes. The bias is redundant in front of BatchNorm.
     conv = nn.Conv2d(
@@ -85,8 +85,8 @@ class MomentCNN2d(nn.Module):
         layers: list[nn.Module] = []
         c_in = in_channels
         for width in widths:
-            layers += _conv_bn_act(c_in, width, kernel=3, stride=1)
-            layers += _conv_bn_act(width, width, kernel=2, stride=2)
+            layers += conv_bn_act(c_in, width, kernel=3, stride=1)
+            layers += conv_bn_act(width, width, kernel=2, stride=2)
             c_in = width
         self.body = nn.Sequential(*layers)
         self.feature_dim = 8 * hidden
