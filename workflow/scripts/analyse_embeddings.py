@@ -5,7 +5,7 @@ from pathlib import Path
 from astroflow.embedding_analysis import analyse
 from astroflow.runlog import log_to_file
 
-with log_to_file(snakemake.log[0]):
+with log_to_file(snakemake.log[0], job=snakemake):
     p = snakemake.params
     analyse(
         snakemake.input,
