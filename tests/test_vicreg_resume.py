@@ -99,7 +99,8 @@ def attempt(shards, out, checkpoints, at):
         "options": options(checkpoints).to_json(),
         "at": at,
     }
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ["PYTHONPATH"]])}
+    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-c", RUNNER, json.dumps(job)],
         capture_output=True,
