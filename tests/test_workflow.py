@@ -192,6 +192,7 @@ def test_learning_rate_change_reruns_only_that_experiment(finished_run):
         "tsne": 1,
         "cluster": 1,
         "plot_figure": 3,  # training curves, predictions, t-SNE
+        "evaluate": 1,  # vicreg_mgas compares its embedding with cnn2d_mgas's
         "summary": 1,
         "resources_page": 1,
         "all": 1,
