@@ -109,8 +109,9 @@ class Srgan3d(Family):
             "minimum": 0,
             "default": 1.0,
             "description": "weight of the spectral term: mean squared log ratio of the binned "
-            "power of output and truth crops per channel, on the shells above the "
-            "low-resolution Nyquist frequency (0: off)",
+            "power of the residuals of output and truth crops from the upsampled input per "
+            "channel (densities in linear units), on the shells above the low-resolution "
+            "Nyquist frequency (0: off)",
         },
         "warmup_steps": {
             "type": "integer",

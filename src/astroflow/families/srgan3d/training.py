@@ -7,7 +7,8 @@ trains the generator on the adversarial loss plus a supervised term. During the 
 term compares ``coarse`` block averages (factor³ voxels) of output and truth, which pins the
 resolved scales without pulling the unresolved ones towards their (featureless) mean, or the
 ``full`` fields. An optional spectral term (``spectral_weight``) compares the log binned power
-of the residuals of output and truth from the upsampled input on the
+of the residuals of output and truth from the upsampled input (densities in linear units) on
+the
 shells above the crop's low-resolution Nyquist frequency
 (:mod:`~astroflow.families.srgan3d.spectral`), in warm-up too. The EMA generator is the
 product; its decay ramps up to ``ema_decay`` (:func:`ema_decay`).
@@ -43,6 +44,8 @@ class Srgan3dTraining(TrainingFamily):
     loss_names = ("loss", "critic", "adversarial", "supervised", "r1", "spectral")
 
     def __init__(self) -> None:
+        self._log_std: list[float] = []
+        """Per channel the scaling's std of a log-scaled channel, else 0 (see _linear)."""
         self._cfg: Mapping[str, Any] = {}
         """The experiment settings, which the step reads; set by :meth:`datasets`, the first
         hook the engine calls with them."""
@@ -57,6 +60,9 @@ class Srgan3dTraining(TrainingFamily):
         self._cfg = cfg
         train, val = read_shards(train_paths), read_shards(val_paths)
         scaling = fit_scaling(np.concatenate([s.hr for s in train]), train[0].channels)
+        self._log_std = [
+            std if log else 0.0 for log, std in zip(scaling.log, scaling.std, strict=True)
+        ]
         options = {"crop": cfg["crop"], "pad": Generator(1, train[0].factor, 8).padding}
         train_set = VolumeDataset(
             train, scaling, crops_per_volume=cfg["crops_per_volume"], **options
@@ -127,8 +133,12 @@ class Srgan3dTraining(TrainingFamily):
             if cfg["spectral_weight"]:
                 # Shells above the crop's low-resolution Nyquist frequency: the unresolved scales.
                 # Residuals from the upsampled input: no large scales to leak (spectral.py).
+                # Densities in linear units, as the evaluation sees them (spectral.py).
+                lin_up = self._linear(up)
                 spectral = spectral_loss(
-                    fake - up, real - up, k_min=real.shape[-1] / (2 * generator.factor)
+                    self._linear(fake) - lin_up,
+                    self._linear(real) - lin_up,
+                    k_min=real.shape[-1] / (2 * generator.factor),
                 )
                 loss = loss + cfg["spectral_weight"] * spectral
             if not warmup:
@@ -147,6 +157,17 @@ class Srgan3dTraining(TrainingFamily):
             supervised.detach(),
             r1.detach(),
             spectral.detach(),
+        )
+
+    def _linear(self, scaled: torch.Tensor) -> torch.Tensor:
+        """Scaled crops with the log-scaled channels (densities) back in linear units up to a
+        constant factor per channel, exp(std x), which the spectral loss's ratio ignores."""
+        return torch.cat(
+            [
+                torch.exp(std * scaled[:, c : c + 1]) if std else scaled[:, c : c + 1]
+                for c, std in enumerate(self._log_std)
+            ],
+            dim=1,
         )
 
     def _supervised(self, fake: torch.Tensor, real: torch.Tensor, factor: int) -> torch.Tensor:
