@@ -8,8 +8,7 @@ term compares ``coarse`` block averages (factor³ voxels) of output and truth, w
 resolved scales without pulling the unresolved ones towards their (featureless) mean, or the
 ``full`` fields. An optional spectral term (``spectral_weight``) compares the log binned power
 of the residuals of output and truth from the upsampled input (densities in linear units) on
-the
-shells above the crop's low-resolution Nyquist frequency
+the shells above the crop's low-resolution Nyquist frequency
 (:mod:`~astroflow.families.srgan3d.spectral`), in warm-up too. The EMA generator is the
 product; its decay ramps up to ``ema_decay`` (:func:`ema_decay`).
 """
