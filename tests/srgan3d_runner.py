@@ -31,6 +31,7 @@ SETTINGS = {
     "adversarial_weight": 1.0,
     "supervised_weight": 10.0,
     "supervised": "coarse",
+    "spectral_weight": 1.0,
     "warmup_steps": 3,
     "ema_decay": 0.9,
     "checkpointing": False,

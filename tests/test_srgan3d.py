@@ -16,6 +16,7 @@ from srgan3d_runner import train
 from astroflow.engine.options import RunOptions
 from astroflow.families.srgan3d.evaluation import evaluate_superres
 from astroflow.families.srgan3d.inference import superresolve, tricubic, trilinear
+from astroflow.families.srgan3d.spectral import binned_power, shell_index, spectral_loss
 from astroflow.families.srgan3d.validation import compare_channel
 from astroflow.models.srgan3d import Critic, Generator
 from astroflow.volumes.shards import write_volume_shard
@@ -110,6 +111,31 @@ def test_the_truth_scores_perfectly_and_interpolation_does_not():
     assert report["scores"]["truth"]["r_min_resolved"] == pytest.approx(1)
     assert report["scores"]["trilinear"]["power_error_small_scales"] > 0.5
     assert any(report["small_scales"])
+
+
+def test_spectral_loss_is_the_squared_log_power_ratio_per_shell():
+    torch.manual_seed(0)
+    real = torch.randn(3, 4, 16, 16, 16)
+    assert spectral_loss(real, real).item() == 0.0
+    # Scaling a field by a scales its power by a^2 in every shell: (2 ln a)^2.
+    assert spectral_loss(3.0 * real, real).item() == pytest.approx((2 * np.log(3.0)) ** 2, 1e-5)
+    tapered = spectral_loss(3.0 * real, real, taper=True).item()
+    assert tapered == pytest.approx((2 * np.log(3.0)) ** 2, 1e-5)
+    scale = torch.tensor([1.0, 2.0, 0.5, 1.0]).view(1, 4, 1, 1, 1)
+    expected = np.mean([(2 * np.log(a)) ** 2 for a in (1.0, 2.0, 0.5, 1.0)])
+    assert spectral_loss(scale * real, real, k_min=4).item() == pytest.approx(expected, 1e-5)
+    # A plane wave of 2 crop fundamentals changes only the shells up to 4 fundamentals.
+    z = torch.arange(16.0).view(16, 1, 1)
+    wave = real + 5.0 * torch.cos(2 * np.pi * 2 * z / 16)
+    assert spectral_loss(wave, real).item() > 0.01
+    assert spectral_loss(wave, real, k_min=4).item() == pytest.approx(0.0, abs=1e-10)
+    # The shell average of white noise's power is the variance times the voxels.
+    index, shells = shell_index(16)
+    power = binned_power(real, index, shells) / (3 * 16**3)
+    assert power.shape == (4, 8) and torch.allclose(power, torch.ones(4, 8), atol=0.3)
+    fake = real.clone().requires_grad_(True)
+    spectral_loss(1.5 * fake, real, k_min=4).backward()
+    assert torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
 
 
 @pytest.fixture(scope="module")

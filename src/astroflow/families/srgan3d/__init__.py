@@ -104,6 +104,15 @@ class Srgan3d(Family):
             "description": "supervised term on block averages over factor^3 voxels (coarse: "
             "leaves unresolved scales to the critic) or on the full fields",
         },
+        "spectral_weight": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1.0,
+            "description": "weight of the spectral term: mean squared log ratio of the binned "
+            "power of the residuals of output and truth crops from the upsampled input per "
+            "channel (densities in linear units), on the shells above the low-resolution "
+            "Nyquist frequency (0: off)",
+        },
         "warmup_steps": {
             "type": "integer",
             "minimum": 0,

@@ -6,7 +6,11 @@ trains the generator on the adversarial loss plus a supervised term. During the 
 ``warmup_steps`` the generator trains on the supervised term alone, every step. The supervised
 term compares ``coarse`` block averages (factor³ voxels) of output and truth, which pins the
 resolved scales without pulling the unresolved ones towards their (featureless) mean, or the
-``full`` fields. The EMA generator is the product.
+``full`` fields. An optional spectral term (``spectral_weight``) compares the log binned power
+of the residuals of output and truth from the upsampled input (densities in linear units) on
+the shells above the crop's low-resolution Nyquist frequency
+(:mod:`~astroflow.families.srgan3d.spectral`), in warm-up too. The EMA generator is the
+product; its decay ramps up to ``ema_decay`` (:func:`ema_decay`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from astroflow.engine.family import Parts, Paths, StepContext, TrainingFamily, V
 from astroflow.families.srgan3d import SRGAN3D
 from astroflow.families.srgan3d.images import ratio_image, slice_image
 from astroflow.families.srgan3d.inference import superresolve, trilinear
+from astroflow.families.srgan3d.spectral import spectral_loss
 from astroflow.families.srgan3d.validation import compare_channel, contrast, validation_loss
 from astroflow.models.srgan3d import Critic, Generator, upsample
 from astroflow.volumes.dataset import VolumeDataset, read_shards
@@ -35,9 +40,11 @@ VALIDATION_NOISE_SEED = 0
 
 class Srgan3dTraining(TrainingFamily):
     items = "crops"
-    loss_names = ("loss", "critic", "adversarial", "supervised", "r1")
+    loss_names = ("loss", "critic", "adversarial", "supervised", "r1", "spectral")
 
     def __init__(self) -> None:
+        self._log_std: list[float] = []
+        """Per channel the scaling's std of a log-scaled channel, else 0 (see _linear)."""
         self._cfg: Mapping[str, Any] = {}
         """The experiment settings, which the step reads; set by :meth:`datasets`, the first
         hook the engine calls with them."""
@@ -52,6 +59,9 @@ class Srgan3dTraining(TrainingFamily):
         self._cfg = cfg
         train, val = read_shards(train_paths), read_shards(val_paths)
         scaling = fit_scaling(np.concatenate([s.hr for s in train]), train[0].channels)
+        self._log_std = [
+            std if log else 0.0 for log, std in zip(scaling.log, scaling.std, strict=True)
+        ]
         options = {"crop": cfg["crop"], "pad": Generator(1, train[0].factor, 8).padding}
         train_set = VolumeDataset(
             train, scaling, crops_per_volume=cfg["crops_per_volume"], **options
@@ -112,25 +122,51 @@ class Srgan3dTraining(TrainingFamily):
         parts.update("critic", critic_loss + 0.5 * cfg["r1_gamma"] * r1)
 
         adversarial = torch.zeros((), device=ctx.device)
+        spectral = torch.zeros((), device=ctx.device)
         warmup = ctx.step < cfg["warmup_steps"]
         if warmup or ctx.step % cfg["critic_steps"] == cfg["critic_steps"] - 1:
             critic.requires_grad_(False)
             with ctx.autocast():
                 fake = parts.calls["generator"](x).float()
             loss = cfg["supervised_weight"] * self._supervised(fake, real, generator.factor)
+            if cfg["spectral_weight"]:
+                # Shells above the crop's low-resolution Nyquist frequency: the unresolved scales.
+                # Residuals from the upsampled input: no large scales to leak (spectral.py).
+                # Densities in linear units, as the evaluation sees them (spectral.py).
+                lin_up = self._linear(up)
+                spectral = spectral_loss(
+                    self._linear(fake) - lin_up,
+                    self._linear(real) - lin_up,
+                    k_min=real.shape[-1] / (2 * generator.factor),
+                )
+                loss = loss + cfg["spectral_weight"] * spectral
             if not warmup:
                 with ctx.autocast():
                     adversarial = F.softplus(-parts.calls["critic"](fake, up).float()).mean()
                 loss = loss + cfg["adversarial_weight"] * adversarial
             parts.update("generator", loss)
             critic.requires_grad_(True)
-            parts.ema["generator"].update(generator)
+            ema = parts.ema["generator"]
+            ema.decay = ema_decay(cfg["ema_decay"], ctx.step)
+            ema.update(generator)
         return (
             supervised.detach(),
             critic_loss.detach(),
             adversarial.detach(),
             supervised.detach(),
             r1.detach(),
+            spectral.detach(),
+        )
+
+    def _linear(self, scaled: torch.Tensor) -> torch.Tensor:
+        """Scaled crops with the log-scaled channels (densities) back in linear units up to a
+        constant factor per channel, exp(std x), which the spectral loss's ratio ignores."""
+        return torch.cat(
+            [
+                torch.exp(std * scaled[:, c : c + 1]) if std else scaled[:, c : c + 1]
+                for c, std in enumerate(self._log_std)
+            ],
+            dim=1,
         )
 
     def _supervised(self, fake: torch.Tensor, real: torch.Tensor, factor: int) -> torch.Tensor:
@@ -182,6 +218,13 @@ class Srgan3dTraining(TrainingFamily):
             f"padding) -> {f * c}^3, {cfg['critic_steps']} critic steps per generator step, "
             f"{cfg['warmup_steps']} supervised warm-up steps"
         )
+
+
+def ema_decay(decay: float, step: int) -> float:
+    """The EMA decay at global ``step``: (1 + step) / (10 + step) until that reaches
+    ``decay``, so the average forgets the random initialisation within the first few dozen
+    steps of a short run instead of after 1 / (1 - decay) generator steps."""
+    return min(decay, (1.0 + step) / (10.0 + step))
 
 
 def compare_volumes(
