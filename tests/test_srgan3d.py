@@ -19,8 +19,9 @@ from astroflow.families.srgan3d.inference import superresolve, tricubic, triline
 from astroflow.families.srgan3d.spectral import binned_power, shell_index, spectral_loss
 from astroflow.families.srgan3d.validation import compare_channel
 from astroflow.models.srgan3d import Critic, Generator
+from astroflow.volumes.settings import VolumeConfig
 from astroflow.volumes.shards import write_volume_shard
-from astroflow.volumes.synthetic import VolumeConfig, synthesize_pair
+from astroflow.volumes.synthetic import synthesize_pair
 
 TESTS = Path(__file__).parent
 EVERY = 2

@@ -8,6 +8,7 @@ from astroflow.evaluation.spectra3d import correlation_coefficient, power_spectr
 from astroflow.models.srgan3d import upsample
 from astroflow.volumes.dataset import VolumeDataset, periodic_crop, read_shards
 from astroflow.volumes.scaling import fit_scaling
+from astroflow.volumes.settings import VolumeConfig
 from astroflow.volumes.shards import (
     VolumeShardError,
     pack_npy_pairs,
@@ -15,7 +16,7 @@ from astroflow.volumes.shards import (
     write_volume_shard,
 )
 from astroflow.volumes.symmetry import N_SYMMETRIES, apply_symmetry
-from astroflow.volumes.synthetic import VECTOR_CHANNELS, VolumeConfig, synthesize_pair
+from astroflow.volumes.synthetic import VECTOR_CHANNELS, synthesize_pair
 
 CONFIG = VolumeConfig(grid_size=32, factor=2, box_size=64.0)
 

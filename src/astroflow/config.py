@@ -406,7 +406,7 @@ def _check_cubes(cubes: Mapping[str, Any]) -> None:
 
 def _check_volumes(volumes: Mapping[str, Any]) -> None:
     """The volume settings build a valid synthetic configuration."""
-    from astroflow.volumes.synthetic import VolumeConfig, synthesis_settings
+    from astroflow.volumes.settings import VolumeConfig, synthesis_settings
 
     try:
         VolumeConfig(**synthesis_settings(volumes))

@@ -13,8 +13,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from astropy import constants as const
-from astropy import units as u
+
+BOLTZMANN_J_PER_K = 1.380649e-23
+"""k_B, exact in the SI since 2019."""
+
+ATOMIC_MASS_KG = 1.66053906892e-27
+"""The atomic mass constant (CODATA 2022, as astropy has it)."""
 
 T_CMB = 2.725
 """Cosmic background temperature (K), subtracted from the line as in an on-off observation."""
@@ -75,9 +79,12 @@ TRACERS: dict[str, Tracer] = {N2H_PLUS.name: N2H_PLUS}
 
 
 def thermal_dispersion(tracer: Tracer, temperature_k: float) -> float:
-    """One-dimensional thermal velocity dispersion sqrt(k_B T / m) of the tracer, in km/s."""
-    sigma = np.sqrt(const.k_B * temperature_k * u.K / (tracer.mass_u * u.u))
-    return float(sigma.to_value(u.km / u.s))
+    """One-dimensional thermal velocity dispersion sqrt(k_B T / m) of the tracer, in km/s.
+
+    In plain SI numbers: every workflow parse checks the line width of the core settings, and
+    importing astropy's units for it would double the parse time of a cluster job."""
+    mass_kg = tracer.mass_u * ATOMIC_MASS_KG
+    return math.sqrt(BOLTZMANN_J_PER_K * temperature_k / mass_kg) / 1e3
 
 
 def larson_dispersion(scale_pc: float, coefficient_kms: float, exponent: float) -> float:
@@ -87,6 +94,9 @@ def larson_dispersion(scale_pc: float, coefficient_kms: float, exponent: float) 
 
 def partition_function(tracer: Tracer, temperature_k: float) -> float:
     """Rotational partition function Q(T) = sum_J (2J + 1) exp(-h B J (J + 1) / k_B T)."""
+    from astropy import constants as const  # only the synthesis needs astropy
+    from astropy import units as u
+
     j = np.arange(_PARTITION_LEVELS)
     energy_k = (const.h * tracer.rotational_constant_hz * u.Hz / const.k_B).to_value(u.K)
     return float(np.sum((2 * j + 1) * np.exp(-energy_k * j * (j + 1) / temperature_k)))
@@ -99,6 +109,9 @@ def intensity_per_column(tracer: Tracer, temperature_k: float) -> float:
     transfer solution in the Rayleigh-Jeans temperature scale with the background subtracted,
     with the upper-level column N_u = X N(H2) g_u exp(-h nu / k_B T) / Q(T) in LTE at T.
     """
+    from astropy import constants as const
+    from astropy import units as u
+
     nu = tracer.rest_frequency_hz * u.Hz
     upper_k = (const.h * nu / const.k_B).to_value(u.K)
     per_upper = const.h * const.c**3 * tracer.einstein_a / u.s / (8 * np.pi * const.k_B * nu**2)

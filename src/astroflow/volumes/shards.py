@@ -31,13 +31,8 @@ import h5py
 import numpy as np
 
 from astroflow.io import atomic_path
-from astroflow.volumes.synthetic import (
-    CHANNELS,
-    UNITS,
-    VECTOR_CHANNELS,
-    VolumeConfig,
-    synthesize_pair,
-)
+from astroflow.volumes.settings import VolumeConfig
+from astroflow.volumes.synthetic import CHANNELS, UNITS, VECTOR_CHANNELS, synthesize_pair
 
 FORMAT_VERSION = 1
 SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
