@@ -2,47 +2,20 @@
 schedules, an EMA generator): it learns, a checkpoint holds every part, a SIGKILLed run
 resumes bitwise, and two gloo processes under torchrun train it as well as one process."""
 
-import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from adversarial_toy import SETTINGS, ToyGan
+from resume_harness import TESTS, assert_same_weights, attempt, last_log_row
 
 from astroflow.engine.launch import run_ranks
 from astroflow.engine.loop import fit
 from astroflow.engine.options import RunOptions
 
-TESTS = Path(__file__).parent
 EVERY = 4
-
-# A training process that kills itself right after step `at` (-1: never).
-RUNNER = """
-import json, os, signal, sys
-import torch
-from adversarial_toy import ToyGan
-from astroflow.engine import resume
-from astroflow.engine.loop import fit
-from astroflow.engine.options import RunOptions
-
-job = json.loads(sys.argv[1])
-torch.set_num_threads(1)
-original = resume.Checkpointer.after_step
-
-def after_step(self, state):
-    original(self, state)
-    if state.step == job["at"]:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-resume.Checkpointer.after_step = after_step
-out = job["out"]
-fit(ToyGan(), job["settings"], [], [], out + "/model.pt", out + "/log.csv", out + "/tb",
-    RunOptions(**job["options"]))
-"""
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -60,24 +33,13 @@ def train(out: Path, **options) -> dict:
     )
 
 
-def attempt(out: Path, checkpoints: Path, at: int) -> subprocess.CompletedProcess:
-    job = {
+def job(out: Path, checkpoints: Path) -> dict:
+    return {
+        "training": "adversarial_toy:ToyGan",
         "settings": SETTINGS,
         "out": str(out),
         "options": RunOptions(checkpoint_dir=checkpoints, checkpoint_every_steps=EVERY).to_json(),
-        "at": at,
     }
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [sys.executable, "-c", RUNNER, json.dumps(job)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 def learned(out: Path, best: float) -> bool:
@@ -98,30 +60,23 @@ def test_a_killed_two_network_run_resumes_bitwise(tmp_path):
     train(reference, checkpoint_dir=tmp_path / "ref_ckpt", checkpoint_every_steps=EVERY)
     out, checkpoints = tmp_path / "run", tmp_path / "ckpt"
 
-    killed = attempt(out, checkpoints, at=27)  # mid-epoch 2; newest checkpoint: step 24
+    killed = attempt(job(out, checkpoints), at=27)  # mid-epoch 2; newest checkpoint: step 24
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     saved = torch.load(checkpoints / "step-000000024.pt", weights_only=True)["parts"]
     assert set(saved["networks"]) == {"generator", "critic"}
     assert set(saved["optimizers"]) == set(saved["schedulers"]) == {"generator", "critic"}
     assert set(saved["scalers"]) == {"generator", "critic"} and set(saved["ema"]) == {"generator"}
 
-    finished = attempt(out, checkpoints, at=-1)
+    finished = attempt(job(out, checkpoints), at=-1)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    expected = torch.load(reference / "model.pt", weights_only=True)
-    actual = torch.load(out / "model.pt", weights_only=True)
-    for name, tensor in expected["state_dict"].items():
-        assert torch.equal(actual["state_dict"][name], tensor), name
+    _, actual = assert_same_weights(reference / "model.pt", out / "model.pt")
     assert actual["run"]["resumed_at_steps"] == [24]
-    assert (out / "log.csv").read_text().splitlines()[-1].split(",")[:4] == (
-        (reference / "log.csv").read_text().splitlines()[-1].split(",")[:4]
-    )
+    assert last_log_row(out / "log.csv", 4) == last_log_row(reference / "log.csv", 4)
 
 
 def test_two_gloo_processes_train_the_two_networks_as_well_as_one(tmp_path, monkeypatch):
     one = train(tmp_path / "one")
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
-    )
+    monkeypatch.setenv("PYTHONPATH", str(TESTS), prepend=os.pathsep)
     out = tmp_path / "two"
     out.mkdir()
     request = {

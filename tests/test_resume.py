@@ -3,17 +3,14 @@ bitwise equal to an uninterrupted run (weights, log, TensorBoard); SIGTERM saves
 step and raises; a checkpoint of other settings is refused unless the run may restart."""
 
 import csv
-import json
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
+from resume_harness import assert_same_weights, attempt, stop_after
 from shard_factory import write_splits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from astroflow.engine import resume
 from astroflow.engine.checkpoint import POINTER, CheckpointMismatch
 from astroflow.engine.options import RunOptions
 from astroflow.engine.resume import TrainingInterrupted
@@ -34,33 +31,6 @@ SETTINGS = {
     "seed": 11,
 }
 EVERY = 4  # checkpoint every 4 steps (and at each epoch end)
-
-# A training process that signals itself right after optimizer step `at` (-1: never).
-RUNNER = """
-import json, logging, os, signal, sys
-import torch
-from astroflow.engine import resume
-from astroflow.engine.options import RunOptions
-from astroflow.train import train_experiment
-
-job = json.loads(sys.argv[1])
-logging.basicConfig(level=logging.INFO)
-torch.set_num_threads(1)
-original = resume.Checkpointer.after_step
-
-def after_step(self, state):
-    original(self, state)
-    if state.step == job["at"]:
-        os.kill(os.getpid(), getattr(signal, job["signal"]))
-
-resume.Checkpointer.after_step = after_step
-out = job["out"]
-train_experiment(
-    job["settings"], job["train"], job["val"], out + "/model.pt", out + "/log.csv",
-    out + "/tb", RunOptions(**job["options"]),
-)
-"""
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -87,19 +57,14 @@ def run(shards, out, opts, **overrides):
     )
 
 
-def attempt(shards, out, checkpoints, at, sig, num_workers=0):
-    job = {
+def job(shards, out, checkpoints, num_workers=0):
+    return {
         "settings": SETTINGS,
         "train": [str(p) for p in shards["train"]],
         "val": [str(p) for p in shards["val"]],
         "out": str(out),
         "options": options(checkpoints, num_workers=num_workers).to_json(),
-        "at": at,
-        "signal": sig,
     }
-    return subprocess.run(
-        [sys.executable, "-c", RUNNER, json.dumps(job)], capture_output=True, text=True, timeout=120
-    )
 
 
 def pointer(checkpoints):
@@ -120,12 +85,12 @@ def test_killed_then_stopped_run_ends_bitwise_equal(shards, tmp_path):
     out, checkpoints = tmp_path / "run", tmp_path / "ckpt"
 
     # SIGKILL after step 19 (epoch 2, batch 9): the newest checkpoint is the one of step 16.
-    killed = attempt(shards, out, checkpoints, at=19, sig="SIGKILL")
+    killed = attempt(job(shards, out, checkpoints), at=19)
     assert killed.returncode == -signal.SIGKILL
     assert pointer(checkpoints) == "step-000000016.pt"
 
     # SIGTERM after step 33 is seen at the next step boundary: checkpoint of step 34, exit 1.
-    stopped = attempt(shards, out, checkpoints, at=33, sig="SIGTERM")
+    stopped = attempt(job(shards, out, checkpoints), at=33, sig="SIGTERM")
     assert stopped.returncode == 1
     assert "resuming from" in stopped.stderr and "step-000000016.pt" in stopped.stderr
     assert "TrainingInterrupted: stopped by SIGTERM after step 34" in stopped.stderr
@@ -135,14 +100,11 @@ def test_killed_then_stopped_run_ends_bitwise_equal(shards, tmp_path):
     # worker this time: the epoch plan does not depend on who loads the maps).
     for name in ("log.csv", "model.pt"):
         (out / name).unlink(missing_ok=True)
-    finished = attempt(shards, out, checkpoints, at=-1, sig="SIGTERM", num_workers=1)
+    finished = attempt(job(shards, out, checkpoints, num_workers=1), at=-1)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert not checkpoints.exists()  # removed once the model is written
 
-    expected = torch.load(reference / "model.pt", weights_only=True)
-    actual = torch.load(out / "model.pt", weights_only=True)
-    for name, tensor in expected["state_dict"].items():
-        assert torch.equal(actual["state_dict"][name], tensor), name
+    expected, actual = assert_same_weights(reference / "model.pt", out / "model.pt")
     assert actual["best_epoch"] == expected["best_epoch"]
     assert actual["run"]["resumed_at_steps"] == [16, 34]
     assert rows(out / "log.csv") == rows(reference / "log.csv")
@@ -152,19 +114,8 @@ def test_killed_then_stopped_run_ends_bitwise_equal(shards, tmp_path):
     assert [e.step for e in events.Scalars("loss/train_step")] == [10, 20, 30, 40, 50]
 
 
-def stop_at(monkeypatch, step):
-    original = resume.Checkpointer.after_step
-
-    def after_step(self, state):
-        original(self, state)
-        if state.step == step:
-            signal.raise_signal(signal.SIGUSR1)
-
-    monkeypatch.setattr(resume.Checkpointer, "after_step", after_step)
-
-
 def test_a_stop_signal_saves_at_the_next_step_and_raises(shards, tmp_path, monkeypatch):
-    stop_at(monkeypatch, 7)
+    stop_after(monkeypatch, 7)
     previous = signal.getsignal(signal.SIGUSR1)
     with pytest.raises(TrainingInterrupted, match="SIGUSR1 after step 8"):
         run(shards, tmp_path / "out", options(tmp_path / "ckpt"))
@@ -176,7 +127,7 @@ def test_a_stop_signal_saves_at_the_next_step_and_raises(shards, tmp_path, monke
 def test_other_settings_are_refused_unless_the_run_may_restart(
     shards, tmp_path, monkeypatch, caplog
 ):
-    stop_at(monkeypatch, 3)
+    stop_after(monkeypatch, 3)
     with pytest.raises(TrainingInterrupted):
         run(shards, tmp_path / "out", options(tmp_path / "ckpt"))
     monkeypatch.undo()

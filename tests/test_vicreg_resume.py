@@ -2,15 +2,10 @@
 optimizer and the warm-up/cosine schedule), and a changed ``epochs`` is refused with the way
 to restart."""
 
-import json
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import torch
+from resume_harness import assert_same_weights, attempt, last_log_row, stop_after
 from shard_factory import write_splits
 
 from astroflow.engine.checkpoint import CheckpointMismatch
@@ -41,29 +36,6 @@ SETTINGS = {
     "seed": 5,
 }
 EVERY = 2
-TESTS = Path(__file__).parent
-
-RUNNER = """
-import json, os, signal, sys
-import torch
-from astroflow.engine import resume
-from astroflow.engine.options import RunOptions
-from astroflow.train import train_experiment
-
-job = json.loads(sys.argv[1])
-torch.set_num_threads(1)
-original = resume.Checkpointer.after_step
-
-def after_step(self, state):
-    original(self, state)
-    if state.step == job["at"]:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-resume.Checkpointer.after_step = after_step
-out = job["out"]
-train_experiment(job["settings"], job["train"], job["val"], out + "/model.pt",
-                 out + "/log.csv", out + "/tb", RunOptions(**job["options"]))
-"""
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -90,58 +62,33 @@ def run(shards, out, opts, **changes):
     )
 
 
-def attempt(shards, out, checkpoints, at):
-    job = {
+def job(shards, out, checkpoints):
+    return {
         "settings": SETTINGS,
         "train": [str(p) for p in shards["train"]],
         "val": [str(p) for p in shards["val"]],
         "out": str(out),
         "options": options(checkpoints).to_json(),
-        "at": at,
     }
-    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path}
-    return subprocess.run(
-        [sys.executable, "-c", RUNNER, json.dumps(job)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
 
 
 def test_a_killed_vicreg_run_resumes_bitwise(shards, tmp_path):
     reference = tmp_path / "reference"
     run(shards, reference, options(tmp_path / "ref_ckpt"))
     out, checkpoints = tmp_path / "run", tmp_path / "ckpt"
-    killed = attempt(shards, out, checkpoints, at=7)  # epoch 3; newest checkpoint: step 6
+    killed = attempt(job(shards, out, checkpoints), at=7)  # epoch 3; newest checkpoint: step 6
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    finished = attempt(shards, out, checkpoints, at=-1)
+    finished = attempt(job(shards, out, checkpoints), at=-1)
     assert finished.returncode == 0, finished.stderr[-3000:]
 
-    expected = torch.load(reference / "model.pt", weights_only=True)
-    actual = torch.load(out / "model.pt", weights_only=True)
+    _, actual = assert_same_weights(reference / "model.pt", out / "model.pt")
     assert actual["run"]["resumed_at_steps"] == [6]
-    assert set(actual["state_dict"]) == set(expected["state_dict"])
     assert any(k.startswith("snapshots.0.") for k in actual["state_dict"])
-    for name, tensor in expected["state_dict"].items():
-        assert torch.equal(actual["state_dict"][name], tensor), name
-    assert (out / "log.csv").read_text().splitlines()[-1].split(",")[:5] == (
-        (reference / "log.csv").read_text().splitlines()[-1].split(",")[:5]
-    )
+    assert last_log_row(out / "log.csv", 5) == last_log_row(reference / "log.csv", 5)
 
 
 def test_a_changed_epochs_is_refused_with_the_way_to_restart(shards, tmp_path, monkeypatch):
-    from astroflow.engine import resume
-
-    original = resume.Checkpointer.after_step
-
-    def stop_after_step_4(self, state):
-        original(self, state)
-        if state.step == 4:
-            signal.raise_signal(signal.SIGUSR1)
-
-    monkeypatch.setattr(resume.Checkpointer, "after_step", stop_after_step_4)
+    stop_after(monkeypatch, 4)
     with pytest.raises(TrainingInterrupted):
         run(shards, tmp_path / "out", options(tmp_path / "ckpt"))
     monkeypatch.undo()
