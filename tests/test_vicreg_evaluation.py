@@ -138,6 +138,27 @@ def test_the_probes_find_an_encoded_parameter_and_not_noise():
     assert linear[0] > 0.8 and linear[1] < 0.1
 
 
+def test_the_cosine_knn_predicts_what_scikit_learn_predicts(monkeypatch):
+    """Blocks smaller than the test set, duplicated rows (a distance of exactly 0) and a zero
+    embedding, against scikit-learn's brute-force search."""
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from astroflow.evaluation import probes
+
+    rng = np.random.default_rng(1)
+    train, test = rng.normal(size=(300, 16)), rng.normal(size=(70, 16))
+    test[:5] = 2.5 * train[:5]  # same direction: cosine distance 0
+    train[7] = 0.0
+    targets = rng.uniform(size=(300, 3))
+    reference = KNeighborsRegressor(
+        n_neighbors=20, metric="cosine", weights="distance", algorithm="brute"
+    ).fit(train, targets)
+    monkeypatch.setattr(probes, "KNN_BLOCK_ELEMENTS", 300 * 16)  # blocks of 16 test rows
+    ours = probes.cosine_knn_predict(train, targets, test, 20)
+    np.testing.assert_allclose(ours, reference.predict(test), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours[:5], targets[:5], rtol=1e-12)
+
+
 def test_nuisance_labels_are_the_slab_and_axis_within_a_simulation():
     from astroflow.families.vicreg.evaluation import nuisance_labels
 

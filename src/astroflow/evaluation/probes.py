@@ -13,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
-from sklearn.neighbors import KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 
 from astroflow.evaluation.regression import r2_score
 
 KNN_NEIGHBORS = 20
+KNN_BLOCK_ELEMENTS = 1 << 23
+"""Similarities (float64) of one block of the kNN search: 64 MiB, whatever the sizes."""
 RIDGE_ALPHAS = tuple(10.0**k for k in range(-3, 4))
 """Ridge penalties the linear probe chooses from by leave-one-out on the training maps."""
 
@@ -36,11 +38,37 @@ def knn_r2(
     ``train_y``): cosine distance, neighbours weighted by inverse distance."""
     if n_neighbors > len(train):
         raise ValueError(f"{n_neighbors} neighbours but only {len(train)} training rows")
-    knn = KNeighborsRegressor(
-        n_neighbors=n_neighbors, metric="cosine", weights="distance", algorithm="brute"
-    )
-    predicted = knn.fit(train, train_y).predict(test).reshape(test_y.shape)
+    predicted = cosine_knn_predict(train, train_y.reshape(len(train), -1), test, n_neighbors)
+    predicted = predicted.reshape(test_y.shape)
     return [r2_score(test_y[:, j], predicted[:, j]) for j in range(test_y.shape[1])]
+
+
+def cosine_knn_predict(
+    train: np.ndarray, train_y: np.ndarray, test: np.ndarray, n_neighbors: int
+) -> np.ndarray:
+    """Distance-weighted kNN prediction (n_test, P) under cosine distance, as scikit-learn's
+    ``KNeighborsRegressor(metric="cosine", weights="distance")`` gives it (neighbours at
+    distance 0, where present, share all the weight), in float64.
+
+    Blocks of test rows against all training rows, one matrix product and one top-k each:
+    at 15,000 x 70,000 embeddings it is several times faster than scikit-learn's brute
+    force, which sorts every block of distances in numpy.
+    """
+    unit_train = torch.nn.functional.normalize(torch.as_tensor(train, dtype=torch.float64), dim=1)
+    unit_test = torch.nn.functional.normalize(torch.as_tensor(test, dtype=torch.float64), dim=1)
+    targets = torch.as_tensor(train_y, dtype=torch.float64)
+    block = max(1, KNN_BLOCK_ELEMENTS // len(train))
+    out = np.empty((len(test), targets.shape[1]))
+    for lo in range(0, len(test), block):
+        similarity = unit_test[lo : lo + block] @ unit_train.T
+        top, index = torch.topk(similarity, n_neighbors, dim=1)
+        distance = (1.0 - top).clamp_(min=0.0)
+        exact = distance == 0
+        weight = torch.where(exact.any(dim=1, keepdim=True), exact.double(), 1.0 / distance)
+        out[lo : lo + block] = (
+            (weight[..., None] * targets[index]).sum(dim=1) / weight.sum(dim=1, keepdim=True)
+        ).numpy()
+    return out
 
 
 def linear_r2(
