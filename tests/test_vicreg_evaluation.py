@@ -6,12 +6,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from shard_factory import write_splits
 
 from astroflow.cluster import cluster, tsne
 from astroflow.embed import embed
 from astroflow.evaluation.probes import knn_r2, linear_r2
 from astroflow.families import get_family
+from astroflow.families.vicreg.evaluation import vicreg_features
+from astroflow.maps.dataset import ShardDataset
 from astroflow.train import train_experiment
 
 VICREG = {
@@ -106,6 +109,31 @@ def test_the_evaluation_compares_three_embeddings_on_every_parameter(products):
         assert set(result["nuisance_knn_r2"][kind]) == {"map_index", "projection_axis"}
     assert result["n_maps"] == {"train": 24, "val": 8, "test": 12}
     assert 0.0 <= result["trustworthiness"]["value"] <= 1.0
+
+
+def test_the_evaluation_reads_the_analysis_embeddings_instead_of_recomputing(products, tmp_path):
+    out, inputs, shards = products
+    per_shard = {
+        f"{split}_embeddings": [
+            str(embed(out / "model.pt", [path], tmp_path / f"{split}{i}.h5", threads=1))
+            for i, path in enumerate(paths)
+        ]
+        for split, paths in shards.items()
+    }
+    for split in shards:
+        dataset = ShardDataset(inputs[split], VICREG["fields"], VICREG["params"])
+        computed = vicreg_features(inputs, split, dataset, torch.device("cpu"))
+        read = vicreg_features({**inputs, **per_shard}, split, dataset, torch.device("cpu"))
+        assert read.shape == computed.shape == (len(dataset), VICREG["embedding_dim"])
+        np.testing.assert_allclose(read, computed, rtol=1e-5, atol=1e-6)
+    test = ShardDataset(inputs["test"], VICREG["fields"], VICREG["params"])
+    with pytest.raises(ValueError, match="do not hold the maps of the test shards"):
+        vicreg_features(
+            {**inputs, "test_embeddings": per_shard["val_embeddings"]},
+            "test",
+            test,
+            torch.device("cpu"),
+        )
 
 
 def test_the_evolution_has_one_frame_per_kept_encoder_and_the_figures_draw(products):

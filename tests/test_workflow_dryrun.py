@@ -81,6 +81,11 @@ def test_the_scale_config_embeds_every_shard_and_analyses_them_once(tmp_path):
     # 6,667 simulations of 15 maps at 2,500 maps per shard: 28 + 7 + 6 shards.
     assert jobs["format_shards"] == jobs["embed_shard"] == 41
     assert jobs["analyse_embeddings"] == jobs["train"] == 1
+    # The evaluation reads those embeddings rather than embedding 10^5 maps once more.
+    target = "results/vicreg_100k/evaluation.json"
+    result = snakemake(target, "-n", "--quiet", "rules", "--configfile", str(config), cwd=tmp_path)
+    jobs = planned_jobs(result.stdout + result.stderr)
+    assert jobs["embed_shard"] == 41 and "analyse_embeddings" not in jobs
 
 
 def test_single_target_plans_only_its_ancestors(tmp_path):

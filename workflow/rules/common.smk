@@ -190,12 +190,20 @@ def experiment_shard(wildcards):
     return [shards[index]]
 
 
+def split_embeddings(experiment, split):
+    """The per-shard embedding files of one split, in the order of its shards."""
+    return [
+        f"results/{experiment}/embeddings/{split}/{i:03d}.h5"
+        for i in range(len(shards_of(experiment, split)))
+    ]
+
+
 def embedding_shards(wildcards):
     """Input function: one embedding file per shard of every split of analysis.splits."""
     return [
-        f"results/{wildcards.experiment}/embeddings/{split}/{i:03d}.h5"
+        path
         for split in config["analysis"]["splits"]
-        for i in range(len(shards_of(wildcards.experiment, split)))
+        for path in split_embeddings(wildcards.experiment, split)
     ]
 
 
@@ -270,7 +278,9 @@ def figure_inputs(wildcards):
 
 def evaluation_inputs(wildcards):
     """Named inputs of a family evaluation: its own products (``model.pt`` as ``model``),
-    the shards of each split it reads (by split name), and other experiments' products.
+    the shards of each split it reads (by split name), the per-shard embeddings of those
+    splits where the analysis makes them (``<split>_embeddings``), and other experiments'
+    products.
     """
     family = family_of(wildcards.experiment)
     evaluation = family.evaluation(wildcards.evaluation)
@@ -278,8 +288,15 @@ def evaluation_inputs(wildcards):
         name.split(".")[0]: f"results/{wildcards.experiment}/{name}"
         for name in evaluation.inputs
     }
+    analysed = config["analysis"]["splits"] if wildcards.experiment in EMBEDDING else []
     for split in evaluation.splits:
         inputs[split] = shards_of(wildcards.experiment, split)
+        if (
+            split in analysed
+        ):  # embedded anyway: the family may read them, not recompute
+            inputs[f"{split}_embeddings"] = split_embeddings(
+                wildcards.experiment, split
+            )
     inputs.update(
         family.evaluation_references(
             evaluation.name, EXPERIMENTS[wildcards.experiment], config

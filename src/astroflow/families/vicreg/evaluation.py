@@ -21,6 +21,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -65,6 +66,33 @@ def encoder_features(
     return features
 
 
+def vicreg_features(
+    inputs: Mapping[str, list[str]], split: str, dataset: ShardDataset, device: torch.device
+) -> np.ndarray:
+    """The encoder's embeddings of one split: read from the per-shard embedding files where
+    the analysis made them (``<split>_embeddings``: the same encoder on the same maps, which
+    at 10^5 maps is minutes of work not to repeat), else computed."""
+    paths = inputs.get(f"{split}_embeddings")
+    if not paths:
+        return encoder_features(inputs["model"][0], inputs[split], device)
+    parts = {"embeddings": [], "sim_id": [], "map_index": []}
+    for path in paths:
+        with h5py.File(path, "r") as h5:
+            for key, values in parts.items():
+                values.append(h5[key][...])
+    rows = {key: np.concatenate(values) for key, values in parts.items()}
+    same = len(rows["sim_id"]) == len(dataset) and (
+        np.array_equal(rows["sim_id"], dataset.sim_ids)
+        and np.array_equal(rows["map_index"], dataset.map_index)
+    )
+    if not same:
+        raise ValueError(
+            f"the {split} embedding files ({paths[0]}, ...) do not hold the maps of the {split} "
+            "shards in their order; delete them to have them made again"
+        )
+    return rows["embeddings"].astype(np.float32)
+
+
 def nuisance_labels(map_index: np.ndarray) -> np.ndarray:
     """(n, 2) labels that say nothing about the parameters: a map's index within its
     simulation and its projection axis. ``map_index`` (n,) is the row in the CMD file, whose
@@ -84,7 +112,8 @@ def evaluate_embeddings(
     """Write ``evaluation.json`` (module docstring) and return it.
 
     ``inputs``: ``model`` (the vicreg model file), ``embeddings`` and ``tsne`` (the test
-    embeddings and their t-SNE map), the shards of ``train``, ``val`` and ``test``, and
+    embeddings and their t-SNE map), the shards of ``train``, ``val`` and ``test``, their
+    per-shard embeddings where the analysis made them (:func:`vicreg_features`), and
     ``supervised_model`` when ``compare_with`` names a cnn2d experiment.
     """
     if threads is not None:
@@ -96,9 +125,7 @@ def evaluate_embeddings(
     raw = {s: d.params_raw[:, [d.param_names.index(p) for p in names]] for s, d in data.items()}
     nuisance = {s: nuisance_labels(d.map_index) for s, d in data.items()}
 
-    embeddings = {
-        "vicreg": {s: encoder_features(inputs["model"][0], inputs[s], device) for s in SPLITS}
-    }
+    embeddings = {"vicreg": {s: vicreg_features(inputs, s, data[s], device) for s in SPLITS}}
     if "supervised_model" in inputs:
         embeddings["supervised"] = {
             s: encoder_features(inputs["supervised_model"][0], inputs[s], device) for s in SPLITS
