@@ -32,6 +32,8 @@ SETTINGS = {
     "supervised_weight": 10.0,
     "supervised": "coarse",
     "spectral_weight": 1.0,
+    "spectral_k_min": 1.0,
+    "spectral_skip": True,
     "warmup_steps": 3,
     "ema_decay": 0.9,
     "checkpointing": False,

@@ -19,6 +19,7 @@ from astroflow.families.srgan3d.inference import superresolve, tricubic, triline
 from astroflow.families.srgan3d.spectral import binned_power, shell_index, spectral_loss
 from astroflow.families.srgan3d.validation import compare_channel
 from astroflow.models.srgan3d import Critic, Generator
+from astroflow.volumes.resample import project_resolved, spectral_upsample
 from astroflow.volumes.shards import write_volume_shard
 from astroflow.volumes.synthetic import VolumeConfig, synthesize_pair
 
@@ -28,10 +29,10 @@ EVERY = 2
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def noisy_generator(factor: int, seed: int = 0) -> Generator:
+def noisy_generator(factor: int, seed: int = 0, spectral: bool = False) -> Generator:
     """A random generator whose noise injection is switched on (it starts at zero)."""
     torch.manual_seed(seed)
-    generator = Generator(4, factor, width=8)
+    generator = Generator(4, factor, width=8, spectral=spectral)
     for inject in generator.noise:
         torch.nn.init.normal_(inject.weight)
     return generator.eval()
@@ -51,11 +52,12 @@ def test_shapes_and_the_least_padding_that_covers_the_output(factor):
     assert critic(out, out).shape == (2, side**3)
 
 
-@pytest.mark.parametrize("factor", [2, 4])
-def test_tiled_inference_equals_one_pass(factor):
-    """Tiles padded from their periodic neighbours, noise cut from whole-volume fields:
-    stitched output equals one pass over the volume to float rounding (1e-5 relative)."""
-    generator = noisy_generator(factor)
+@pytest.mark.parametrize("factor,spectral", [(2, False), (4, False), (2, True), (4, True)])
+def test_tiled_inference_equals_one_pass(factor, spectral):
+    """Tiles padded from their periodic neighbours, noise (and the spectral skip path) cut
+    from whole-volume fields: stitched output equals one pass over the volume to float
+    rounding (1e-5 relative)."""
+    generator = noisy_generator(factor, spectral=spectral)
     low, _ = synthesize_pair(VolumeConfig(grid_size=16 * factor, factor=factor), seed=2)
     low = (low - low.mean(axis=(1, 2, 3), keepdims=True)) / low.std(axis=(1, 2, 3), keepdims=True)
     single = superresolve(generator, low, tile=16, seed=5)
@@ -63,6 +65,48 @@ def test_tiled_inference_equals_one_pass(factor):
     scale = np.abs(single).max()
     np.testing.assert_allclose(tiled, single, rtol=0, atol=1e-5 * scale)
     assert not np.allclose(superresolve(generator, low, tile=4, seed=6), single)  # noise acts
+
+
+def scaled_pair(factor: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic pair with the density as its logarithm (the networks' units up to a linear
+    map per channel)."""
+    low, high = synthesize_pair(VolumeConfig(grid_size=16 * factor, factor=factor), seed=seed)
+    low[0], high[0] = np.log(low[0]), np.log(high[0])
+    return low, high
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_spectral_upsampling_holds_exactly_the_modes_the_input_resolves(factor):
+    low, high = scaled_pair(factor, seed=7)
+    up = spectral_upsample(low, factor)
+    assert up.shape == high.shape
+    scale = np.abs(high).max(axis=(1, 2, 3), keepdims=True)
+    # The truth's resolved modes are the input's: projecting the truth onto them changes
+    # nothing, and the truth minus the upsampled input holds none of them but the mean (of
+    # the log density: see resample.py).
+    np.testing.assert_allclose(project_resolved(high, low, factor) / scale, high / scale, atol=1e-4)
+    residual = high - up
+    unresolved = project_resolved(residual, np.zeros_like(low), factor)
+    np.testing.assert_allclose(unresolved / scale, residual / scale, atol=1e-4)
+    # ... while trilinear upsampling loses part of them.
+    assert np.abs(project_resolved(high, low, factor) - trilinear(low, factor)).max() > 0.1 * (
+        scale.max()
+    )
+
+
+def test_a_spectral_generator_keeps_the_input_modes_and_needs_its_skip_path():
+    generator = noisy_generator(2, spectral=True)
+    low, _ = scaled_pair(2, seed=8)
+    out = superresolve(generator, low, tile=8, seed=1)
+    m = low.shape[-1]
+    kept = (*(np.r_[0 : m // 2, -m // 2 + 1 : 0],) * 2, np.arange(m // 2))
+    expected = np.fft.rfftn(spectral_upsample(low, 2), axes=(1, 2, 3))[:, *np.ix_(*kept)]
+    actual = np.fft.rfftn(out, axes=(1, 2, 3))[:, *np.ix_(*kept)]
+    expected[:, 0, 0, 0] = actual[:, 0, 0, 0]  # the mean is the generator's (resample.py)
+    np.testing.assert_allclose(actual, expected, atol=1e-3 * np.abs(expected).max())
+    assert not np.allclose(out, spectral_upsample(low, 2), atol=1e-2)  # it adds the rest
+    with pytest.raises(ValueError, match="skip path"):
+        generator(torch.zeros(1, 4, 4 + 2 * generator.padding, *(4 + 2 * generator.padding,) * 2))
 
 
 def test_output_moves_with_a_periodic_shift_of_the_input():
@@ -200,9 +244,16 @@ def test_superres_json_scores_every_channel_against_both_baselines(tmp_path, sha
     assert result["inference"]["volume_over_crop"] == 8.0
     assert result["inference"]["peak_memory_rise_mb"] >= 0
     for channel in result["channels"].values():
-        assert set(channel["power"]) == {"output", "trilinear", "tricubic"}
+        assert set(channel["power"]) == {"output", "trilinear", "tricubic", "spectral"}
         k_f = 2 * np.pi / 64  # the fundamental; the first bin averages |k| of 1 and sqrt 2
         assert len(channel["k"]) == 16 and k_f < channel["k"][0] < 1.5 * k_f
         assert set(channel["pdf"]) == {"edges", "truth", "output", "trilinear"}
         assert channel["scores"]["trilinear"]["power_error_small_scales"] > 0.5
+    # The runner's generator has the spectral skip: the velocities' resolved modes (k below
+    # the low-resolution Nyquist frequency) are the input's, whatever the network learned.
+    for name in ("vx", "vy", "vz"):
+        scores = result["channels"][name]["scores"]
+        assert scores["output"]["r_min_resolved"] == pytest.approx(
+            scores["spectral"]["r_min_resolved"], abs=1e-5
+        )
     assert isinstance(result["done"], bool)
