@@ -17,7 +17,6 @@ from astroflow.engine.options import RunOptions
 from astroflow.families.srgan3d.evaluation import evaluate_superres
 from astroflow.families.srgan3d.inference import superresolve, tricubic, trilinear
 from astroflow.families.srgan3d.spectral import binned_power, shell_index, spectral_loss
-from astroflow.families.srgan3d.training import unresolved
 from astroflow.families.srgan3d.validation import compare_channel
 from astroflow.models.srgan3d import Critic, Generator
 from astroflow.volumes.resample import project_resolved, spectral_upsample
@@ -108,24 +107,6 @@ def test_a_spectral_generator_keeps_the_input_modes_and_needs_its_skip_path():
     assert not np.allclose(out, spectral_upsample(low, 2), atol=1e-2)  # it adds the rest
     with pytest.raises(ValueError, match="skip path"):
         generator(torch.zeros(1, 4, 4 + 2 * generator.padding, *(4 + 2 * generator.padding,) * 2))
-
-
-def test_training_judges_the_crop_without_its_residual_resolved_modes():
-    """The training candidate drops what the product's projection would drop: the modes a
-    crop's low-resolution grid resolves, except the mean."""
-    torch.manual_seed(0)
-    residual = torch.randn(2, 4, 16, 16, 16)
-    kept = unresolved(residual, 8)
-    assert torch.allclose(unresolved(kept, 8), kept, atol=1e-5)  # a projection
-    assert torch.allclose(kept.mean(dim=(-3, -2, -1)), residual.mean(dim=(-3, -2, -1)), atol=1e-5)
-    modes = torch.fft.rfftn(kept, dim=(-3, -2, -1))
-    assert modes[..., 1:4, 1:4, 1:4].abs().max() < 1e-4  # resolved: |k_i| < 4 on every axis
-    unchanged = torch.fft.rfftn(residual, dim=(-3, -2, -1))[..., 4, :, :]  # |k_z| = 4
-    assert torch.allclose(modes[..., 4, :, :], unchanged, atol=1e-3)
-    # On a periodic volume it is project_resolved with a zero input.
-    low = np.zeros((4, 8, 8, 8), np.float32)
-    expected = project_resolved(residual[0].numpy(), low, 2)
-    np.testing.assert_allclose(kept[0].numpy(), expected, atol=1e-4)
 
 
 def test_output_moves_with_a_periodic_shift_of_the_input():

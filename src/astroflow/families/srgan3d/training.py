@@ -122,9 +122,7 @@ class Srgan3dTraining(TrainingFamily):
             real, skip = y, None
             up = upsample(x, generator.factor, generator.padding)
         with torch.no_grad(), ctx.autocast():
-            fake = self._candidate(
-                parts.calls["generator"](x, None, skip).float(), skip, generator.factor
-            )
+            fake = parts.calls["generator"](x, None, skip).float()
         supervised = self._supervised(fake, real, generator.factor)
 
         # Critic: one pass over real and fake together (DDP allows one forward per backward).
@@ -144,14 +142,12 @@ class Srgan3dTraining(TrainingFamily):
             critic.requires_grad_(False)
             with ctx.autocast():
                 fake = parts.calls["generator"](x, None, skip).float()
-            fake = self._candidate(fake, skip, generator.factor)
             loss = cfg["supervised_weight"] * self._supervised(fake, real, generator.factor)
             if cfg["spectral_weight"]:
                 # Shells above spectral_k_min x the crop's low-resolution Nyquist frequency.
                 # Residuals from the skip path: no large scales to leak (spectral.py); from the
-                # spectral skip, the truth's residual, like the candidate's, holds only the
-                # modes the input lacks, so the shells around the Nyquist frequency compare
-                # the partly resolved ones.
+                # spectral skip, the truth's residual holds only the modes the input lacks, so
+                # shells below the Nyquist frequency penalise what the generator adds there.
                 # Densities in linear units, as the evaluation sees them (spectral.py).
                 lin_up = self._linear(up)
                 spectral = spectral_loss(
@@ -177,16 +173,6 @@ class Srgan3dTraining(TrainingFamily):
             r1.detach(),
             spectral.detach(),
         )
-
-    @staticmethod
-    def _candidate(output: torch.Tensor, skip: torch.Tensor | None, factor: int) -> torch.Tensor:
-        """What the losses judge: with the spectral skip, the output with its residual's
-        resolved modes removed, as inference removes them (there on the whole volume, here on
-        the crop taken as periodic), so the losses neither ask for nor punish power that the
-        product would not keep."""
-        if skip is None:
-            return output
-        return skip + unresolved(output - skip, output.shape[-1] // factor)
 
     def _linear(self, scaled: torch.Tensor) -> torch.Tensor:
         """Scaled crops with the log-scaled channels (densities) back in linear units up to a
@@ -248,20 +234,6 @@ class Srgan3dTraining(TrainingFamily):
             f"padding) -> {f * c}^3, {cfg['critic_steps']} critic steps per generator step, "
             f"{cfg['warmup_steps']} supervised warm-up steps"
         )
-
-
-def unresolved(residual: torch.Tensor, coarse: int) -> torch.Tensor:
-    """Crops (B, C, n, n, n) taken as periodic, without the modes that a grid of ``coarse``
-    voxels per side resolves (|k_i| < coarse / 2 on every axis) but the mean: the crop's
-    version of :func:`~astroflow.volumes.resample.project_resolved`."""
-    n = residual.shape[-1]
-    k = torch.fft.fftfreq(n, 1.0 / n, device=residual.device).abs() < coarse / 2
-    kx = torch.fft.rfftfreq(n, 1.0 / n, device=residual.device) < coarse / 2
-    drop = k[:, None, None] & k[None, :, None] & kx[None, None, :]
-    drop[0, 0, 0] = False
-    modes = torch.fft.rfftn(residual, dim=(-3, -2, -1))
-    modes = modes.masked_fill(drop, 0)
-    return torch.fft.irfftn(modes, s=(n, n, n), dim=(-3, -2, -1))
 
 
 def ema_decay(decay: float, step: int) -> float:
