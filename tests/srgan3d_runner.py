@@ -34,6 +34,7 @@ SETTINGS = {
     "spectral_weight": 1.0,
     "spectral_k_min": 1.0,
     "spectral_skip": True,
+    "keep_resolved": True,
     "warmup_steps": 3,
     "ema_decay": 0.9,
     "checkpointing": False,

@@ -52,18 +52,28 @@ def spectral_upsample(lr: np.ndarray, factor: int) -> np.ndarray:
     return fft.irfftn(modes, s=(n, n, n), axes=(-3, -2, -1)).astype(np.float32)
 
 
-def project_resolved(out: np.ndarray, lr: np.ndarray, factor: int) -> np.ndarray:
+def project_resolved(
+    out: np.ndarray, lr: np.ndarray, factor: int, k_max: float | None = None
+) -> np.ndarray:
     """``out`` (C, f M, f M, f M) with the modes that ``lr`` (C, M, M, M) resolves replaced by
-    those of its :func:`spectral_upsample`, except the mean: the modes beyond the
-    low-resolution grid are the generator's, the others the input's.
+    those of its :func:`spectral_upsample`, except the mean; with ``k_max``, only those with
+    |k| < k_max (in fundamentals: M / 2 is the sphere inside the coarse Nyquist frequency,
+    resolved along every direction, without the cube's corners).
 
     The mean (k = 0) stays ``out``'s: in log density the coarse grid's mean differs from the
     fine one's by half the variance of the modes it lacks (a log-normal field keeps its mean
     density, not its mean logarithm), which a generator learns and a projection must keep."""
     n = out.shape[-1]
     index, values = _resolved_modes(lr, factor)
+    upsampled = np.zeros((lr.shape[0], n, n, n // 2 + 1), np.complex64)
+    upsampled[index] = values
+    replace = np.zeros((n, n, n // 2 + 1), bool)
+    replace[index[1:]] = True
+    if k_max is not None:
+        k = np.fft.fftfreq(n, 1.0 / n)
+        kx = np.fft.rfftfreq(n, 1.0 / n)
+        replace &= k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2 < k_max**2
+    replace[0, 0, 0] = False
     modes = fft.rfftn(np.asarray(out, np.float32), axes=(-3, -2, -1))
-    mean = modes[:, 0, 0, 0].copy()
-    modes[index] = values
-    modes[:, 0, 0, 0] = mean
+    modes[:, replace] = upsampled[:, replace]
     return fft.irfftn(modes, s=(n, n, n), axes=(-3, -2, -1)).astype(np.float32)

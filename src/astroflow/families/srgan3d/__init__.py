@@ -123,10 +123,15 @@ class Srgan3d(Family):
         },
         "spectral_skip": {
             "type": "boolean",
-            "default": True,
+            "default": False,
             "description": "skip path: the spectral (FFT) interpolation of the whole periodic "
-            "input, and the product's modes that the low-resolution grid resolves replaced by "
-            "the input's (false: trilinear upsampling of the crop, no replacement)",
+            "input instead of the trilinear upsampling of the crop",
+        },
+        "keep_resolved": {
+            "type": "boolean",
+            "default": True,
+            "description": "the product's modes below the low-resolution Nyquist frequency "
+            "are the input's (spectral interpolation, in scaled units), not the generator's",
         },
         "warmup_steps": {
             "type": "integer",
@@ -212,6 +217,7 @@ class Srgan3d(Family):
             tile=settings["tile"],
             seed=config["seed"],
             threads=threads,
+            keep_resolved=settings["keep_resolved"],
         )
 
     def plot(self, figure, inputs, output, colour_by):

@@ -50,8 +50,10 @@ def evaluate_superres(
     tile: int,
     seed: int,
     threads: int | None = None,
+    keep_resolved: bool = False,
 ) -> dict[str, Any]:
-    """Write ``superres.json`` for the model at ``model_path`` on the volume shards."""
+    """Write ``superres.json`` for the model at ``model_path`` on the volume shards;
+    ``keep_resolved`` as in :func:`~astroflow.families.srgan3d.inference.superresolve`."""
     if threads:
         torch.set_num_threads(threads)
     generator, meta = load_model(model_path, "cpu")
@@ -72,7 +74,9 @@ def evaluate_superres(
     for i, volume in enumerate(scaled):
         start = time.perf_counter()
         result, peak = peak_rss_rise(
-            lambda v=volume, i=i: superresolve(generator, v, tile=tile, seed=seed + i)
+            lambda v=volume, i=i: superresolve(
+                generator, v, tile=tile, seed=seed + i, keep_resolved=keep_resolved
+            )
         )
         seconds.append(time.perf_counter() - start)
         peaks.append(peak)

@@ -103,7 +103,13 @@ def plot_slices(
     shard = read_volume_shard(shard_paths[0])
     lr, hr, f = shard.lr[0], shard.hr[0], shard.factor
     out = scaling.inverse(
-        superresolve(generator, scaling.forward(lr), tile=meta["settings"]["crop"], seed=0)
+        superresolve(
+            generator,
+            scaling.forward(lr),
+            tile=meta["settings"]["crop"],
+            seed=0,
+            keep_resolved=meta["settings"].get("keep_resolved", False),
+        )
     )
     up = trilinear(lr, f)
     panels = {"input": lr, "trilinear": up, "srgan3d": out, "truth": hr}

@@ -7,10 +7,11 @@ generator has no zero padding, so the stitched output equals a single pass over 
 volume (up to float rounding of convolutions of other sizes: ~1e-6 relative).
 
 A generator built with ``spectral`` adds its residual to the spectral (FFT) interpolation of
-the whole periodic input instead of the trilinear one, cut to each tile like the noise, and
-the stitched output's resolved modes are replaced by the input's
-(:func:`~astroflow.volumes.resample.project_resolved`):
-the low-resolution grid holds them exactly, so the product keeps them exactly.
+the whole periodic input instead of the trilinear one, cut to each tile like the noise. With
+``keep_resolved`` the stitched output's modes below the low-resolution Nyquist frequency are
+replaced by the input's (:func:`~astroflow.volumes.resample.project_resolved`): the
+low-resolution grid holds them exactly, so the product keeps them exactly. The projection
+acts on the whole volume, after the tiles, so tiling still changes nothing.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def superresolve(
     tile: int,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    keep_resolved: bool = False,
 ) -> np.ndarray:
     """Generator output (C, f M, f M, f M) for a periodic scaled volume ``lr`` (C, M, M, M),
     computed in tiles of ``tile`` voxels per side (a divisor of M, or M or more for one
     pass); ``seed`` fixes the noise. A ``spectral`` generator gets the tiles of the input's
-    spectral interpolation as its skip path, and its output's resolved modes are the
-    input's (:func:`project_resolved`)."""
+    spectral interpolation as its skip path. With ``keep_resolved``, the stitched output's
+    modes below the low-resolution Nyquist frequency (|k| < M / 2 fundamentals) are the
+    input's (:func:`~astroflow.volumes.resample.project_resolved`)."""
     generator = generator.eval()
     m, f, pad = lr.shape[-1], generator.factor, generator.padding
     size = min(tile, m)
@@ -78,7 +81,7 @@ def superresolve(
                 out[:, f * z : f * (z + size), f * y : f * (y + size), f * x : f * (x + size)] = (
                     result[0].float().cpu().numpy()
                 )
-    return project_resolved(out, lr, f) if generator.spectral else out
+    return project_resolved(out, lr, f, k_max=m / 2) if keep_resolved else out
 
 
 @torch.no_grad()

@@ -199,7 +199,12 @@ class Srgan3dTraining(TrainingFamily):
         outputs = np.stack(
             [
                 superresolve(
-                    generator, v, tile=self._cfg["crop"], seed=VALIDATION_NOISE_SEED, device=device
+                    generator,
+                    v,
+                    tile=self._cfg["crop"],
+                    seed=VALIDATION_NOISE_SEED,
+                    device=device,
+                    keep_resolved=self._cfg["keep_resolved"],
                 )
                 for v in dataset.lr
             ]
