@@ -250,7 +250,12 @@ def test_a_killed_srgan3d_run_resumes_bitwise(tmp_path, shards, reference):
 
 def test_superres_json_scores_every_channel_against_both_baselines(tmp_path, shards, reference):
     result = evaluate_superres(
-        reference / "model.pt", shards["test"], tmp_path / "superres.json", tile=4, seed=0
+        reference / "model.pt",
+        shards["test"],
+        tmp_path / "superres.json",
+        tile=4,
+        seed=0,
+        keep_resolved=True,
     )
     assert json.loads((tmp_path / "superres.json").read_text()) == result
     assert list(result["channels"]) == ["density", "vx", "vy", "vz"]
@@ -262,8 +267,8 @@ def test_superres_json_scores_every_channel_against_both_baselines(tmp_path, sha
         assert len(channel["k"]) == 16 and k_f < channel["k"][0] < 1.5 * k_f
         assert set(channel["pdf"]) == {"edges", "truth", "output", "trilinear"}
         assert channel["scores"]["trilinear"]["power_error_small_scales"] > 0.5
-    # The runner's generator has the spectral skip: the velocities' resolved modes (k below
-    # the low-resolution Nyquist frequency) are the input's, whatever the network learned.
+    # keep_resolved: the velocities' modes below the low-resolution Nyquist frequency are the
+    # input's spectral interpolation, whatever the network learned.
     for name in ("vx", "vy", "vz"):
         scores = result["channels"][name]["scores"]
         assert scores["output"]["r_min_resolved"] == pytest.approx(
