@@ -8,10 +8,12 @@ two, nearest-neighbour upsampling, noise injection and two more valid convolutio
 zero-padded, so an output voxel depends only on input voxels within the padding: a volume cut
 into tiles, each padded from its periodic neighbours, gives the output of a single pass
 (:mod:`astroflow.families.srgan3d.inference`). Noise fields can be passed in, cut from fields
-of the whole volume, so that tiling holds for the stochastic part too.
+of the whole volume, so that tiling holds for the stochastic part too. A ``spectral`` generator
+takes its skip path as an argument instead: the high-resolution window of the spectral (FFT)
+interpolation of the whole periodic input, which a crop cannot compute but the caller can.
 
-Critic: the candidate concatenated with the trilinear upsampling of the input (2C channels),
-strided convolutions, a score per patch.
+Critic: the candidate concatenated with the upsampled input (2C channels), strided
+convolutions, a score per patch.
 """
 
 from __future__ import annotations
@@ -66,16 +68,24 @@ class Generator(nn.Module):
 
     ``width`` features at low resolution, halved (at least 8) per factor of two;
     ``checkpointing`` recomputes the high-resolution blocks in the backward pass instead of
-    storing their activations (less memory, about a third more compute).
+    storing their activations (less memory, about a third more compute). ``spectral``: the
+    skip path is passed to :meth:`forward` (the spectral interpolation of the whole input),
+    not the trilinear upsampling of the crop.
     """
 
     def __init__(
-        self, channels: int, factor: int, width: int = 32, checkpointing: bool = False
+        self,
+        channels: int,
+        factor: int,
+        width: int = 32,
+        checkpointing: bool = False,
+        spectral: bool = False,
     ) -> None:
         super().__init__()
         if factor not in (2, 4):
             raise ValueError(f"factor must be 2 or 4, got {factor}")
         self.channels, self.factor, self.checkpointing = channels, factor, checkpointing
+        self.spectral = spectral
         self.head = _conv_block(channels, width)
         widths = [width]
         for _ in range(int(math.log2(factor))):
@@ -118,11 +128,25 @@ class Generator(nn.Module):
             for _, size in self.windows(crop)
         ]
 
-    def forward(self, x: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """(B, C, c + 2 padding, ...) -> (B, C, factor c, ...)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise: list[torch.Tensor] | None = None,
+        skip: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, C, c + 2 padding, ...) -> (B, C, factor c, ...); ``skip`` (B, C, factor c, ...)
+        is the field the residual is added to (a spectral generator needs it; otherwise the
+        trilinear upsampling of ``x``)."""
         crop = x.shape[-1] - 2 * self.padding
         if crop < 1:
             raise ValueError(f"input of {x.shape[-1]} voxels is not more than 2 x {self.padding}")
+        if skip is None:
+            if self.spectral:
+                raise ValueError(
+                    "a spectral generator needs its skip path: the window of the spectral "
+                    "interpolation of the whole input (see srgan3d.inference.superresolve)"
+                )
+            skip = upsample(x, self.factor, self.padding)
         if noise is None:
             noise = self.draw_noise(len(x), crop, x)
         h = self.head(x)
@@ -136,7 +160,7 @@ class Generator(nn.Module):
         edge = (residual.shape[-1] - self.factor * crop) // 2
         if edge:
             residual = residual[..., edge:-edge, edge:-edge, edge:-edge]
-        return upsample(x, self.factor, self.padding) + residual
+        return skip + residual
 
 
 class Critic(nn.Module):

@@ -6,7 +6,9 @@ scaled once. A training item is a crop: the low-resolution input ``crop`` voxels
 ``pad`` voxels of periodic padding around it (what the generator's valid convolutions consume),
 and the high-resolution target of the same region (``factor * crop`` voxels). Which crop and
 which symmetry an item gets is the element the engine's epoch plan draws (a pure function of
-seed and epoch), so a resumed run sees the same crops.
+seed and epoch), so a resumed run sees the same crops. With ``spectral``, the target also
+carries the same crop of the spectral interpolation of the whole periodic input (a skip path
+that a crop alone cannot compute).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from astroflow.batch import Batch
+from astroflow.volumes.resample import spectral_upsample
 from astroflow.volumes.scaling import VolumeScaling
 from astroflow.volumes.shards import VolumeShard, VolumeShardError, read_volume_shard
 from astroflow.volumes.symmetry import N_SYMMETRIES, apply_symmetry
@@ -53,7 +56,9 @@ class VolumeDataset(Dataset):
     ``crops_per_volume`` items per pair make one epoch. With ``augment``, a key is
     ``(index, element)``: ``element // M³`` is the cube symmetry, ``element % M³`` the crop
     origin (a low-resolution voxel); a plain index is the crop at the origin, unaugmented.
-    Whole volumes stay available as ``lr`` and ``hr`` (scaled, float32).
+    Whole volumes stay available as ``lr`` and ``hr`` (scaled, float32). With ``spectral``,
+    ``skip`` holds the :func:`~astroflow.volumes.resample.spectral_upsample` of every scaled
+    input volume, and a target has 2C channels: the truth, then the skip.
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class VolumeDataset(Dataset):
         pad: int,
         crops_per_volume: int = 1,
         augment: bool = True,
+        spectral: bool = False,
     ) -> None:
         first = shards[0]
         self.channels, self.units = first.channels, first.units
@@ -74,6 +80,9 @@ class VolumeDataset(Dataset):
         self.lr = scaling.forward(np.concatenate([s.lr for s in shards]))
         self.hr = scaling.forward(np.concatenate([s.hr for s in shards]))
         self.coarse = self.lr.shape[-1]
+        self.skip = (
+            np.stack([spectral_upsample(v, self.factor) for v in self.lr]) if spectral else None
+        )
         if not 1 <= crop <= self.coarse:
             raise ValueError(f"crop {crop} must be in [1, {self.coarse}] low-resolution voxels")
         self.crop, self.pad = crop, pad
@@ -85,16 +94,18 @@ class VolumeDataset(Dataset):
         return len(self.lr) * self.crops_per_volume
 
     def item(self, index: int, element: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input (C, crop + 2 pad, ...) and target (C, factor crop, ...) of one crop."""
+        """Input (C, crop + 2 pad, ...) and target (C, factor crop, ...) of one crop (2C
+        channels with the skip)."""
         volume = index % len(self.lr)
         symmetry, position = divmod(element, self.coarse**3)
         origin = np.unravel_index(position, (self.coarse,) * 3)
         x = periodic_crop(self.lr[volume], origin, self.crop, self.pad)
         f = self.factor
-        y = periodic_crop(self.hr[volume], [f * o for o in origin], f * self.crop, 0)
+        fields = [self.hr] if self.skip is None else [self.hr, self.skip]
+        y = [periodic_crop(v[volume], [f * o for o in origin], f * self.crop, 0) for v in fields]
         x = apply_symmetry(torch.from_numpy(x), symmetry, self.vector)
-        y = apply_symmetry(torch.from_numpy(y), symmetry, self.vector)
-        return x, y
+        y = [apply_symmetry(torch.from_numpy(v), symmetry, self.vector) for v in y]
+        return x, torch.cat(y)
 
     def __getitem__(self, keys: list[int] | list[tuple[int, int]]) -> Batch:
         pairs = [k if isinstance(k, tuple) else (k, 0) for k in keys]

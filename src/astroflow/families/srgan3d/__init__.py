@@ -13,8 +13,9 @@ POWER_SPECTRA = Figure(
     ("superres.json",),
     "Power spectra of the held-out test volumes of experiment ``{experiment}``, one column per "
     "channel (densities as contrasts): the truth (black), the srgan3d output (blue) and the "
-    "trilinear and tricubic upsampling of the input (dashed), from the fundamental to the "
-    "high-resolution Nyquist frequency; the dotted line is the low-resolution Nyquist "
+    "trilinear and tricubic upsampling of the input (dashed) and its spectral (FFT) "
+    "interpolation in log density (purple: the spectral skip path alone), from the fundamental "
+    "to the high-resolution Nyquist frequency; the dotted line is the low-resolution Nyquist "
     "frequency. The middle row is the ratio to the truth (grey band: ±10%, shaded k: the "
     "small scales where interpolation holds less than half the power, which the network must "
     "supply); the bottom row the cross-correlation coefficient r(k) with the truth, which "
@@ -109,9 +110,28 @@ class Srgan3d(Family):
             "minimum": 0,
             "default": 1.0,
             "description": "weight of the spectral term: mean squared log ratio of the binned "
-            "power of the residuals of output and truth crops from the upsampled input per "
-            "channel (densities in linear units), on the shells above the low-resolution "
-            "Nyquist frequency (0: off)",
+            "power of the residuals of output and truth crops from the skip path per channel "
+            "(densities in linear units), on the shells above spectral_k_min times the "
+            "low-resolution Nyquist frequency (0: off)",
+        },
+        "spectral_k_min": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1.0,
+            "description": "the spectral term's shells start above this fraction of the "
+            "low-resolution Nyquist frequency (1: the unresolved scales only)",
+        },
+        "spectral_skip": {
+            "type": "boolean",
+            "default": False,
+            "description": "skip path: the spectral (FFT) interpolation of the whole periodic "
+            "input instead of the trilinear upsampling of the crop",
+        },
+        "keep_resolved": {
+            "type": "boolean",
+            "default": True,
+            "description": "the product's modes below the low-resolution Nyquist frequency "
+            "are the input's (spectral interpolation, in scaled units), not the generator's",
         },
         "warmup_steps": {
             "type": "integer",
@@ -175,7 +195,13 @@ class Srgan3d(Family):
     def build_network(self, arch):
         from astroflow.models.srgan3d import Generator
 
-        return Generator(arch["channels"], arch["factor"], arch["width"], arch["checkpointing"])
+        return Generator(
+            arch["channels"],
+            arch["factor"],
+            arch["width"],
+            arch["checkpointing"],
+            arch.get("spectral", False),  # model files from before the spectral skip path
+        )
 
     def evaluate(self, name, inputs, output, *, settings, config, threads=None):
         from astroflow.families.srgan3d.evaluation import evaluate_superres
@@ -191,6 +217,7 @@ class Srgan3d(Family):
             tile=settings["tile"],
             seed=config["seed"],
             threads=threads,
+            keep_resolved=settings["keep_resolved"],
         )
 
     def plot(self, figure, inputs, output, colour_by):

@@ -1,12 +1,15 @@
 """``superres.json``: the EMA generator on the held-out test volumes against the truth and
 against trilinear and tricubic upsampling, per channel, with the time and peak memory of the
-tiled inference.
+tiled inference. A third baseline, ``spectral``, is the spectral (FFT) interpolation of the
+input in the networks' units (log density): a spectral-skip generator's skip path alone, which
+shows what the network adds to it.
 
-Per channel: P(k) of truth, output and both baselines (averaged over the test volumes) from
+Per channel: P(k) of truth, output and the baselines (averaged over the test volumes) from
 the fundamental to the high-resolution Nyquist frequency, r(k) of each with the truth, the
 one-point PDFs, and the scores of :func:`~astroflow.families.srgan3d.validation.compare_channel`
-with the small scales defined by both baselines (the k above the low-resolution Nyquist
-frequency where even the better of them holds less than half the true power). ``done`` says
+with the small scales defined by the trilinear and tricubic baselines (the k above the
+low-resolution Nyquist frequency where even the better of them holds less than half the true
+power). ``done`` says
 whether the issue's targets hold: median |P/P_true - 1| < 10% on those scales and r(k) >= 0.9
 at every k up to the low-resolution Nyquist frequency.
 """
@@ -29,6 +32,7 @@ from astroflow.io import write_json
 from astroflow.memory import peak_rss_rise
 from astroflow.modelfile import load_model
 from astroflow.volumes.dataset import read_shards
+from astroflow.volumes.resample import spectral_upsample
 from astroflow.volumes.scaling import VolumeScaling
 from astroflow.volumes.shards import is_density
 
@@ -46,8 +50,10 @@ def evaluate_superres(
     tile: int,
     seed: int,
     threads: int | None = None,
+    keep_resolved: bool = False,
 ) -> dict[str, Any]:
-    """Write ``superres.json`` for the model at ``model_path`` on the volume shards."""
+    """Write ``superres.json`` for the model at ``model_path`` on the volume shards;
+    ``keep_resolved`` as in :func:`~astroflow.families.srgan3d.inference.superresolve`."""
     if threads:
         torch.set_num_threads(threads)
     generator, meta = load_model(model_path, "cpu")
@@ -68,7 +74,9 @@ def evaluate_superres(
     for i, volume in enumerate(scaled):
         start = time.perf_counter()
         result, peak = peak_rss_rise(
-            lambda v=volume, i=i: superresolve(generator, v, tile=tile, seed=seed + i)
+            lambda v=volume, i=i: superresolve(
+                generator, v, tile=tile, seed=seed + i, keep_resolved=keep_resolved
+            )
         )
         seconds.append(time.perf_counter() - start)
         peaks.append(peak)
@@ -78,6 +86,7 @@ def evaluate_superres(
         "output": np.stack(outputs),
         "trilinear": np.stack([trilinear(v, factor) for v in lr]),
         "tricubic": np.stack([tricubic(v, factor) for v in lr]),
+        "spectral": np.stack([scaling.inverse(spectral_upsample(v, factor)) for v in scaled]),
     }
     fields = {name: contrast(v, channels) for name, v in physical.items()}
     k_nyquist = np.pi * lr.shape[-1] / box
@@ -85,7 +94,7 @@ def evaluate_superres(
     for c, name in enumerate(channels):
         channel = compare_channel(
             fields["truth"][:, c],
-            {key: fields[key][:, c] for key in ("output", "trilinear", "tricubic")},
+            {key: fields[key][:, c] for key in ("output", "trilinear", "tricubic", "spectral")},
             box,
             k_nyquist,
             reference=("trilinear", "tricubic"),

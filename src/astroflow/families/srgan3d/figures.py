@@ -14,6 +14,7 @@ STYLES = {
     "output": {"color": "tab:blue", "label": "srgan3d"},
     "trilinear": {"color": "tab:orange", "ls": "--", "label": "trilinear"},
     "tricubic": {"color": "tab:green", "ls": "--", "label": "tricubic"},
+    "spectral": {"color": "tab:purple", "ls": ":", "label": "spectral (FFT)"},
 }
 
 
@@ -41,9 +42,10 @@ def plot_power_spectra(superres_json: str | os.PathLike[str], output: str) -> No
         top, mid, bottom = axes[:, col]
         top.loglog(k, truth, color="k", label="truth")
         for key, power in ch["power"].items():
-            top.loglog(k, power, **STYLES[key])
-            mid.semilogx(k, np.asarray(power) / truth, **STYLES[key])
-            bottom.semilogx(k, ch["r"][key], **STYLES[key])
+            style = STYLES.get(key, {"label": key})  # superres.json of older runs lack some
+            top.loglog(k, power, **style)
+            mid.semilogx(k, np.asarray(power) / truth, **style)
+            bottom.semilogx(k, ch["r"][key], **style)
         mid.axhspan(0.9, 1.1, color="0.85")
         if small.any():
             mid.axvspan(k[small].min(), k[small].max(), color="tab:blue", alpha=0.08)
@@ -101,7 +103,13 @@ def plot_slices(
     shard = read_volume_shard(shard_paths[0])
     lr, hr, f = shard.lr[0], shard.hr[0], shard.factor
     out = scaling.inverse(
-        superresolve(generator, scaling.forward(lr), tile=meta["settings"]["crop"], seed=0)
+        superresolve(
+            generator,
+            scaling.forward(lr),
+            tile=meta["settings"]["crop"],
+            seed=0,
+            keep_resolved=meta["settings"].get("keep_resolved", False),
+        )
     )
     up = trilinear(lr, f)
     panels = {"input": lr, "trilinear": up, "srgan3d": out, "truth": hr}

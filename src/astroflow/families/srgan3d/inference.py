@@ -5,6 +5,13 @@ voxels; each tile gets the generator's padding from its periodic neighbours, and
 fields of every stage are drawn once for the whole volume and cut to each tile's window. The
 generator has no zero padding, so the stitched output equals a single pass over the whole
 volume (up to float rounding of convolutions of other sizes: ~1e-6 relative).
+
+A generator built with ``spectral`` adds its residual to the spectral (FFT) interpolation of
+the whole periodic input instead of the trilinear one, cut to each tile like the noise. With
+``keep_resolved`` the stitched output's modes below the low-resolution Nyquist frequency are
+replaced by the input's (:func:`~astroflow.volumes.resample.project_resolved`): the
+low-resolution grid holds them exactly, so the product keeps them exactly. The projection
+acts on the whole volume, after the tiles, so tiling still changes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import torch
 
 from astroflow.models.srgan3d import Generator, upsample
 from astroflow.volumes.dataset import periodic_crop
+from astroflow.volumes.resample import project_resolved, spectral_upsample
 
 
 def noise_fields(generator: Generator, coarse: int, seed: int) -> list[np.ndarray]:
@@ -33,16 +41,21 @@ def superresolve(
     tile: int,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    keep_resolved: bool = False,
 ) -> np.ndarray:
     """Generator output (C, f M, f M, f M) for a periodic scaled volume ``lr`` (C, M, M, M),
     computed in tiles of ``tile`` voxels per side (a divisor of M, or M or more for one
-    pass); ``seed`` fixes the noise."""
+    pass); ``seed`` fixes the noise. A ``spectral`` generator gets the tiles of the input's
+    spectral interpolation as its skip path. With ``keep_resolved``, the stitched output's
+    modes below the low-resolution Nyquist frequency (|k| < M / 2 fundamentals) are the
+    input's (:func:`~astroflow.volumes.resample.project_resolved`)."""
     generator = generator.eval()
     m, f, pad = lr.shape[-1], generator.factor, generator.padding
     size = min(tile, m)
     if m % size:
         raise ValueError(f"tile {tile} must divide the volume side {m} (or exceed it)")
     noise = noise_fields(generator, m, seed)
+    skip = spectral_upsample(lr, f) if generator.spectral else None
     out = np.empty((lr.shape[0], *(f * m,) * 3), np.float32)
     starts = range(0, m, size)
     for z in starts:
@@ -58,11 +71,17 @@ def superresolve(
                         zip(noise, generator.windows(size), strict=True)
                     )
                 ]
-                result = generator(inputs.to(device), [n.to(device) for n in fields])
+                if skip is not None:
+                    window = torch.from_numpy(
+                        periodic_crop(skip, [f * o for o in origin], f * size, 0)
+                    )[None].to(device)
+                else:
+                    window = None
+                result = generator(inputs.to(device), [n.to(device) for n in fields], window)
                 out[:, f * z : f * (z + size), f * y : f * (y + size), f * x : f * (x + size)] = (
                     result[0].float().cpu().numpy()
                 )
-    return out
+    return project_resolved(out, lr, f, k_max=m / 2) if keep_resolved else out
 
 
 @torch.no_grad()

@@ -7,10 +7,14 @@ trains the generator on the adversarial loss plus a supervised term. During the 
 term compares ``coarse`` block averages (factor³ voxels) of output and truth, which pins the
 resolved scales without pulling the unresolved ones towards their (featureless) mean, or the
 ``full`` fields. An optional spectral term (``spectral_weight``) compares the log binned power
-of the residuals of output and truth from the upsampled input (densities in linear units) on
-the shells above the crop's low-resolution Nyquist frequency
+of the residuals of output and truth from the skip path (densities in linear units) on the
+shells above ``spectral_k_min`` times the crop's low-resolution Nyquist frequency
 (:mod:`~astroflow.families.srgan3d.spectral`), in warm-up too. The EMA generator is the
 product; its decay ramps up to ``ema_decay`` (:func:`ema_decay`).
+
+With ``spectral_skip`` the skip path is the window of the spectral interpolation of the whole
+input, which the dataset hands over as the second half of the target's channels; the critic
+sees candidates beside it. The truth's residual from it holds only the modes the input lacks.
 """
 
 from __future__ import annotations
@@ -62,7 +66,11 @@ class Srgan3dTraining(TrainingFamily):
         self._log_std = [
             std if log else 0.0 for log, std in zip(scaling.log, scaling.std, strict=True)
         ]
-        options = {"crop": cfg["crop"], "pad": Generator(1, train[0].factor, 8).padding}
+        options = {
+            "crop": cfg["crop"],
+            "pad": Generator(1, train[0].factor, 8).padding,
+            "spectral": cfg["spectral_skip"],
+        }
         train_set = VolumeDataset(
             train, scaling, crops_per_volume=cfg["crops_per_volume"], **options
         )
@@ -75,6 +83,7 @@ class Srgan3dTraining(TrainingFamily):
             "width": cfg["width"],
             "critic_width": cfg["critic_width"],
             "checkpointing": cfg["checkpointing"],
+            "spectral": cfg["spectral_skip"],
         }
 
     def networks(self, arch: Mapping[str, Any]) -> dict[str, nn.Module]:
@@ -104,11 +113,16 @@ class Srgan3dTraining(TrainingFamily):
     def step(self, parts: Parts, batch: Batch, ctx: StepContext) -> tuple[torch.Tensor, ...]:
         cfg = self._cfg
         x = to_device(batch.x, ctx.device)
-        real = batch.y.to(ctx.device, non_blocking=True)
+        y = batch.y.to(ctx.device, non_blocking=True)
         generator, critic = parts.networks["generator"], parts.networks["critic"]
-        up = upsample(x, generator.factor, generator.padding)
+        if generator.spectral:  # the target carries the skip path (VolumeDataset, spectral)
+            real, skip = y[:, : generator.channels], y[:, generator.channels :]
+            up = skip
+        else:
+            real, skip = y, None
+            up = upsample(x, generator.factor, generator.padding)
         with torch.no_grad(), ctx.autocast():
-            fake = parts.calls["generator"](x).float()
+            fake = parts.calls["generator"](x, None, skip).float()
         supervised = self._supervised(fake, real, generator.factor)
 
         # Critic: one pass over real and fake together (DDP allows one forward per backward).
@@ -127,17 +141,19 @@ class Srgan3dTraining(TrainingFamily):
         if warmup or ctx.step % cfg["critic_steps"] == cfg["critic_steps"] - 1:
             critic.requires_grad_(False)
             with ctx.autocast():
-                fake = parts.calls["generator"](x).float()
+                fake = parts.calls["generator"](x, None, skip).float()
             loss = cfg["supervised_weight"] * self._supervised(fake, real, generator.factor)
             if cfg["spectral_weight"]:
-                # Shells above the crop's low-resolution Nyquist frequency: the unresolved scales.
-                # Residuals from the upsampled input: no large scales to leak (spectral.py).
+                # Shells above spectral_k_min x the crop's low-resolution Nyquist frequency.
+                # Residuals from the skip path: no large scales to leak (spectral.py); from the
+                # spectral skip, the truth's residual holds only the modes the input lacks, so
+                # shells below the Nyquist frequency penalise what the generator adds there.
                 # Densities in linear units, as the evaluation sees them (spectral.py).
                 lin_up = self._linear(up)
                 spectral = spectral_loss(
                     self._linear(fake) - lin_up,
                     self._linear(real) - lin_up,
-                    k_min=real.shape[-1] / (2 * generator.factor),
+                    k_min=cfg["spectral_k_min"] * real.shape[-1] / (2 * generator.factor),
                 )
                 loss = loss + cfg["spectral_weight"] * spectral
             if not warmup:
@@ -183,7 +199,12 @@ class Srgan3dTraining(TrainingFamily):
         outputs = np.stack(
             [
                 superresolve(
-                    generator, v, tile=self._cfg["crop"], seed=VALIDATION_NOISE_SEED, device=device
+                    generator,
+                    v,
+                    tile=self._cfg["crop"],
+                    seed=VALIDATION_NOISE_SEED,
+                    device=device,
+                    keep_resolved=self._cfg["keep_resolved"],
                 )
                 for v in dataset.lr
             ]
