@@ -116,7 +116,9 @@ class Generator(nn.Module):
     The noise (``latent`` channels) is spectrally filtered, then goes through ``depth``
     FiLM blocks of ``width`` channels at full resolution, with a spectral filter of the
     features after the first half of them; the maps are a 1x1 convolution of the last
-    features plus one of the filtered noise.
+    features plus one of the filtered noise, plus a per-field offset that is a linear function
+    of the parameter embedding (zero at initialization): the mean log value at given parameters
+    gets a direct path.
     """
 
     def __init__(
@@ -146,6 +148,9 @@ class Generator(nn.Module):
         self.feature_filter = SpectralFilter(width, embed, map_size)
         self.out = nn.Conv2d(width, n_fields, 1)
         self.linear = nn.Conv2d(latent, n_fields, 1)
+        self.offset = nn.Linear(embed, n_fields)
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
 
     def latent_shapes(self, batch: int) -> list[tuple[int, int, int, int]]:
         """Shapes of the Gaussian latents of ``batch`` maps: one white-noise field of
@@ -163,7 +168,7 @@ class Generator(nn.Module):
             h = block(h, e)
         if self.middle >= len(self.blocks):
             h = self.feature_filter(h, e)
-        return self.out(h) + self.linear(g)
+        return self.out(h) + self.linear(g) + self.offset(e)[:, :, None, None]
 
 
 class Critic(nn.Module):

@@ -177,6 +177,13 @@ class Gan2d(Family):
             "default": 1.0,
             "description": "weight of the W1 distance of the pixel distributions (quantiles)",
         },
+        "mean_weight": {
+            "type": "number",
+            "minimum": 0,
+            "default": 0.0,
+            "description": "weight of the mean |pixel mean_gen - pixel mean_sim| per field (the "
+            "shift part of the W1 distance)",
+        },
         "instance_noise": {
             "type": "number",
             "minimum": 0,

@@ -168,11 +168,12 @@ def simulation_targets(
 
 def statistics_losses(
     fake: torch.Tensor, rows: torch.Tensor, targets: SimulationTargets
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Distances of groups of generated maps ``fake`` (G, m, F, N, N), group ``g`` made at the
     parameters of the training simulation in row ``rows[g]``, from those simulations'
     statistics: mean |Δ ln P| (auto spectra), mean |Δr| (field pairs; 0 for one field), and
-    the mean quantile difference (W1 of the pixel distributions, standardized units)."""
+    the mean quantile difference (W1 of the pixel distributions, standardized units), and the
+    mean |Δ| of the fields' pixel means (the shift part of W1, a lower bound of it)."""
     auto, cross = set_spectra(fake, targets.matrix, targets.pairs)
     spectrum = (auto.clamp(min=EPSILON).log() - targets.log_auto[rows]).abs().mean()
     if targets.pairs:
@@ -182,5 +183,7 @@ def statistics_losses(
         correlation_loss = torch.zeros((), device=fake.device)
     pixels = fake.transpose(1, 2).flatten(2)  # (G, F, m N N)
     quantiles = quantile_means(pixels, targets.quantiles.shape[-1])
-    pdf = (quantiles - targets.quantiles[rows]).abs().mean()
-    return spectrum, correlation_loss, pdf
+    difference = quantiles - targets.quantiles[rows]
+    pdf = difference.abs().mean()
+    shift = difference.mean(dim=-1).abs().mean()
+    return spectrum, correlation_loss, pdf, shift

@@ -2,15 +2,16 @@
 
 One step: the generator makes ``group_size`` maps at the parameters of each of the first
 simulations of the (shuffled) batch, as many maps in all as the batch holds. A critic update
-on the real maps (D4-augmented by the epoch plan) and these maps (detached), with the hinge or
-non-saturating loss and, every ``r1_every`` steps, the R1 penalty on real maps (lazy
+on the real maps (D4-augmented by the epoch plan) and these maps (detached), with the hinge
+or non-saturating loss and, every ``r1_every`` steps, the R1 penalty on real maps (lazy
 regularization, scaled by ``r1_every`` so that its average strength does not depend on the
 interval); then a generator update of the same maps through the updated critic plus the
-statistics terms (:mod:`astroflow.families.gan2d.statistics`): each group's mean auto spectra,
-cross-correlation coefficients and pixel distribution against those of its simulation, from
-all its maps. Without them the critic alone had not found the spectra after 520 steps (median
-|ΔP/P| 0.4-0.8, W1 0.14-0.29 dex); with them the two-point and one-point statistics converge
-within a few hundred steps and the critic is left with the rest. The EMA generator follows.
+statistics terms (:mod:`astroflow.families.gan2d.statistics`): each group's mean auto
+spectra, cross-correlation coefficients, pixel distribution and pixel means against those of
+its simulation, from all its maps. Without them the critic alone had not found the spectra
+after 520 steps (median |ΔP/P| 0.4-0.8, W1 0.14-0.29 dex); with them the two-point and
+one-point statistics converge within a few hundred steps and the critic is left with the
+rest. The EMA generator follows.
 The critic sees instance noise whose std decays linearly to zero over the run; the EMA decay
 warms up over the first steps (:func:`ema_decay`); both learning rates follow
 ``lr_schedule``. The validation loss that picks the saved epoch is the emulator's own score on
@@ -116,7 +117,7 @@ class Gan2dTraining(TrainingFamily):
     """Generator and critic with their own optimizers (TTUR), an EMA generator as product."""
 
     items = "maps"
-    loss_names = ("loss", "critic", "generator", "r1", "spectrum", "correlation", "pdf")
+    loss_names = ("loss", "critic", "generator", "r1", "spectrum", "correlation", "pdf", "mean")
 
     def __init__(self) -> None:
         self.total_steps = 1
@@ -209,7 +210,7 @@ class Gan2dTraining(TrainingFamily):
         _, adversarial = adversarial_losses(fake_scores, fake_scores, cfg["loss"])
         targets = self.targets_on(device)
         rows = targets.rows(batch.sim_id[:groups]).to(device)
-        spectrum, correlation, pdf = statistics_losses(
+        spectrum, correlation, pdf, shift = statistics_losses(
             fake.float().unflatten(0, (groups, size)), rows, targets
         )
         generator_loss = (
@@ -217,6 +218,7 @@ class Gan2dTraining(TrainingFamily):
             + cfg["spectral_weight"] * spectrum
             + cfg["correlation_weight"] * correlation
             + cfg["pdf_weight"] * pdf
+            + cfg["mean_weight"] * shift
         )
         parts.update("generator", generator_loss)
         critic.requires_grad_(True)
@@ -225,7 +227,7 @@ class Gan2dTraining(TrainingFamily):
         ema.update(generator)
         return tuple(
             t.detach()
-            for t in (critic_loss, critic_loss, adversarial, r1, spectrum, correlation, pdf)
+            for t in (critic_loss, critic_loss, adversarial, r1, spectrum, correlation, pdf, shift)
         )
 
     def targets_on(self, device: torch.device) -> SimulationTargets:
