@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from shard_factory import write_splits
@@ -15,8 +16,14 @@ from shard_factory import write_splits
 from astroflow.engine.loop import fit
 from astroflow.engine.options import RunOptions
 from astroflow.families import get_family
-from astroflow.families.gan2d.training import Gan2dTraining, adversarial_losses
-from astroflow.models.gan2d import Critic, Generator
+from astroflow.families.gan2d import statistics
+from astroflow.families.gan2d.statistics import binning_matrix, set_spectra
+from astroflow.families.gan2d.training import (
+    Gan2dTraining,
+    LearningRateFactor,
+    adversarial_losses,
+)
+from astroflow.models.gan2d import FILTER_BASIS, Critic, FiLMBlock, Generator, SpectralFilter
 
 TESTS = Path(__file__).parent
 EVERY = 3
@@ -103,33 +110,93 @@ def attempt(out: Path, checkpoints: Path, shards, at: int) -> subprocess.Complet
     )
 
 
-def test_the_generator_commutes_with_periodic_shifts_of_its_latent_field():
+def test_the_generator_commutes_with_periodic_shifts_of_its_noise():
     torch.manual_seed(0)
-    generator = Generator(3, 6, 32, latent=4, widths=(8, 8, 8, 8), embed=8).eval()
-    z = [torch.randn(shape) for shape in generator.latent_shapes(2)]
+    generator = Generator(3, 6, 32, latent=4, width=8, depth=3, embed=8).eval()
+    (shape,) = generator.latent_shapes(2)
+    assert shape == (2, 4, 32, 32)  # white noise at the maps' resolution
+    z = [torch.randn(shape)]
     p = torch.rand(2, 6)
-    fresh_noise = [z[0], *(torch.randn_like(t) for t in z[1:])]
-    # The noise inputs start switched off, and reach the maps once their strength is learned.
-    assert torch.equal(generator(fresh_noise, p), generator(z, p))
-    for block in generator.blocks:
-        for layer in block:
-            torch.nn.init.constant_(layer.noise, 0.5)
-    assert not torch.allclose(generator(fresh_noise, p), generator(z, p))
     maps = generator(z, p)
     assert maps.shape == (2, 3, 32, 32)
-    # One coarse latent cell is 8 pixels: shifting every latent by one coarse cell (1, 2, 4
-    # and 8 pixels of the noise maps) shifts the maps by 8 pixels.
-    shifts = [1, 1, 1, 2, 2, 4, 4, 8, 8]
-    rolled = [torch.roll(t, (s, -s), dims=(-2, -1)) for t, s in zip(z, shifts, strict=True)]
-    shifted = generator(rolled, p)
-    assert torch.allclose(shifted, torch.roll(maps, (8, -8), dims=(-2, -1)), atol=1e-5)
-    # A map depends on its own latents and parameters only, not on the rest of the batch.
-    assert torch.allclose(generator([t[:1] for t in z], p[:1]), maps[:1], atol=1e-5)
-    # The parameters change the maps once FiLM has learned anything (here: perturbed weights).
-    for block in generator.blocks:
-        for film in block:
-            torch.nn.init.normal_(film.film.weight, std=0.3)
+    # Every layer is a circular convolution (the spectral filters too): shifting the noise by
+    # any number of pixels shifts the maps by as many.
+    for shift in ((1, -3), (5, 17)):
+        rolled = generator([torch.roll(z[0], shift, dims=(-2, -1))], p)
+        assert torch.allclose(rolled, torch.roll(maps, shift, dims=(-2, -1)), atol=1e-5)
+    # A map depends on its own noise and parameters only, not on the rest of the batch.
+    assert torch.allclose(generator([z[0][:1]], p[:1]), maps[:1], atol=1e-5)
+    # FiLM and the filter gains start unconditional; the parameters change the maps once they
+    # have learned anything (here: perturbed weights).
+    assert torch.allclose(generator(z, 1 - p), maps, atol=1e-6)
+    for module in generator.modules():
+        if isinstance(module, (FiLMBlock, SpectralFilter)):
+            layer = module.film if isinstance(module, FiLMBlock) else module.gain
+            torch.nn.init.normal_(layer.weight, std=0.3)
     assert not torch.allclose(generator(z, p), generator(z, 1 - p))
+
+
+def test_a_spectral_filter_starts_as_the_identity_and_shapes_the_spectrum():
+    torch.manual_seed(0)
+    layer = SpectralFilter(2, 4, 32)
+    x, e = torch.randn(3, 2, 32, 32), torch.randn(3, 4)
+    assert torch.allclose(layer(x, e), x, atol=1e-5)
+    # A gain that falls with |k| reddens white noise: more power in the first bins.
+    with torch.no_grad():
+        layer.gain.bias.copy_(-torch.linspace(0, 3, FILTER_BASIS).repeat(2))
+    matrix = binning_matrix(32)
+    auto, _ = set_spectra(layer(x, e)[:, None], matrix, [])
+    assert torch.all(auto[..., 1] > 5 * auto[..., -1])
+
+
+def test_the_statistics_terms_measure_what_the_evaluation_measures():
+    from astroflow.evaluation import fields as evaluation
+
+    rng = np.random.default_rng(0)
+    maps = rng.standard_normal((5, 3, 16, 16))
+    maps[:, 1] += 0.5 * maps[:, 0]  # correlated fields
+    expected = evaluation.set_spectra(maps, 25.0)
+    pairs = evaluation.field_pairs(3)
+    auto, cross = statistics.set_spectra(
+        torch.from_numpy(maps), statistics.binning_matrix(16), pairs
+    )
+    ratio = auto.numpy() / expected["auto"]  # the same spectra up to one constant factor
+    assert np.allclose(ratio, ratio.flat[0], rtol=1e-9)
+    r = statistics.correlation(auto, cross, pairs).numpy()
+    assert np.allclose(r, expected["r"], atol=1e-9)
+    # Quantile means: exact for any sample size; their mean distance is the evaluation's W1
+    # when there are as many quantiles as pixels.
+    a, b = maps[:, 0].ravel(), maps[:, 2].ravel()
+    q = statistics.exact_quantile_means(a, 64)
+    assert np.allclose(q, statistics.quantile_means(torch.from_numpy(a), 64).numpy())
+    assert np.isclose(q.mean(), a.mean())
+    assert np.allclose(statistics.exact_quantile_means(a[:-3], 7).mean(), a[:-3].mean())
+    w1 = np.abs(statistics.exact_quantile_means(a, a.size) - np.sort(b)).mean()
+    assert w1 == pytest.approx(evaluation.pdf_distance(a, b))
+
+
+def test_the_statistics_losses_vanish_on_the_simulations_own_maps():
+    rng = np.random.default_rng(1)
+    maps = rng.standard_normal((8, 2, 16, 16)).astype(np.float32)
+    sims = np.repeat([7, 3], 4)
+    targets = statistics.simulation_targets(maps, sims)
+    assert list(targets.sim_ids) == [3, 7]
+    rows = targets.rows(torch.tensor([7, 3]))
+    own = torch.from_numpy(maps).unflatten(0, (2, 4))
+    for loss in statistics.statistics_losses(own, rows, targets):
+        assert loss.item() < 1e-5
+    swapped = statistics.statistics_losses(own, rows.flip(0), targets)
+    assert all(loss.item() > 1e-3 for loss in swapped)
+    with pytest.raises(KeyError, match="no targets"):
+        targets.rows(torch.tensor([5]))
+
+
+def test_the_learning_rates_follow_a_half_cosine():
+    factor = LearningRateFactor("cosine", 100)
+    assert factor(0) == 1.0 and factor(50) == pytest.approx(0.5) and factor(100) == 0.0
+    assert LearningRateFactor("constant", 100)(70) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule"):
+        LearningRateFactor("step", 100)
 
 
 def test_the_critic_is_invariant_to_shifts_by_its_total_stride():

@@ -2,17 +2,22 @@
 
 Choices made here, for maps that are projections of periodic, statistically homogeneous boxes:
 
-- the latent is a set of Gaussian *fields*, not a vector mapped to a fixed layout:
-  ``latent`` channels on a (N/8, N/8) grid, and noise that every block adds, one map per
-  feature channel, scaled per channel (StyleGAN's noise inputs, with independent maps). The
-  fields hold scatter at the pixel scale (HI, B) that no deterministic upsampling of a coarse
-  latent can make, and a critic spots its absence at once. With circular padding and
-  nearest upsampling the generator commutes with periodic shifts of all its latents by whole
-  cells (a shift of one coarse cell moves the maps by 8 pixels): no position is special;
+- the generator is fully convolutional at the output resolution: its latent is ``latent``
+  channels of Gaussian white noise of the maps' size, and every layer is a circular
+  convolution, so shifting the noise by any number of pixels shifts the maps by as many (no
+  position is special, and nothing has to learn translation invariance). A layer that only
+  sees a few pixels cannot make the large-scale modes of the maps, so the noise first passes
+  a *spectral filter*: a per-channel isotropic gain g(|k|) in Fourier space (a circular
+  convolution with a kernel as large as the map), whose log is a smooth function of log |k|
+  (:data:`FILTER_BASIS` Gaussian bumps) with coefficients set by the parameters. Filtered
+  noise is a Gaussian field of any spectrum the parameters call for; 3x3 convolutions then
+  make it non-Gaussian and couple the fields locally, and a second spectral filter halfway
+  lets features spread over scales the parameters decide (winds, outflows). A linear path
+  from the filtered noise to the output keeps the Gaussian part of the maps easy to reach;
 - conditioning by FiLM: an MLP embeds the (min-max scaled) parameters once, and every block
-  scales and shifts its pixel-normalized features with a linear map of that embedding. Nothing
-  depends on the other maps of a batch (no batch statistics), so a map depends only on its
-  latent and parameters, and the EMA copy needs no re-estimated statistics;
+  scales and shifts its features with a linear map of that embedding, as the filters do
+  their gains. Nothing depends on the other maps of a batch (no batch statistics), so a map
+  depends only on its noise and parameters, and the EMA copy needs no re-estimated statistics;
 - the critic: spectral norm on every layer, circular padding, average-pool downsampling to a
   4x4 grid, a sum over positions, and the projection term <embed(params), features> of
   Miyato & Koyama (2018) for continuous conditions;
@@ -22,54 +27,98 @@ Choices made here, for maps that are projections of periodic, statistically homo
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-LATENT_STRIDE = 8
-"""The latent grid is map_size / LATENT_STRIDE cells on a side (three upsamplings)."""
 NEGATIVE_SLOPE = 0.2
+FILTER_BASIS = 8
+"""Gaussian bumps in log |k| whose weighted sum is the log gain of a spectral filter."""
+
+
+class CircularConv2d(nn.Conv2d):
+    """3x3 convolution of periodic maps: one pixel of circular padding, made by concatenation
+    (a third faster on the CPU, forward and backward, than ``padding_mode="circular"``)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(c_in, c_out, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x[..., -1:, :], x, x[..., :1, :]], dim=-2)
+        x = torch.cat([x[..., -1:], x, x[..., :1]], dim=-1)
+        return super().forward(x)
 
 
 def _conv(c_in: int, c_out: int) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode="circular")
+    return CircularConv2d(c_in, c_out)
 
 
-def _pixel_norm(x: torch.Tensor) -> torch.Tensor:
-    """Features at each pixel scaled to unit rms over channels (Karras et al. 2018)."""
-    return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+def _log_k_basis(map_size: int, n_basis: int) -> torch.Tensor:
+    """(n_basis, N, N//2 + 1): a partition of unity over ln |k| on the rfft2 grid.
+
+    Bumps centred evenly from the fundamental to the corner of the Fourier plane, one spacing
+    wide; the k = 0 mode is treated as |k| = 1/2. Being a partition of unity, zero weights
+    give a gain of 1 everywhere (the identity).
+    """
+    ky = np.fft.fftfreq(map_size, d=1.0 / map_size)
+    kx = np.fft.rfftfreq(map_size, d=1.0 / map_size)
+    log_k = np.log(np.maximum(np.hypot(ky[:, None], kx[None, :]), 0.5))
+    centres = np.linspace(0.0, math.log(map_size / math.sqrt(2.0)), n_basis)
+    width = centres[1] - centres[0]
+    bumps = np.exp(-0.5 * ((log_k[None] - centres[:, None, None]) / width) ** 2)
+    return torch.from_numpy(bumps / bumps.sum(axis=0, keepdims=True)).float()
 
 
-NOISE_INIT = 0.0
-"""Initial per-channel strength of the noise inputs. Zero, as in StyleGAN: noise added before
-the pixel norm at any fixed strength drowns the small signal of a freshly initialized
-convolution, and the maps come out as white noise without large-scale structure."""
+class SpectralFilter(nn.Module):
+    """Per-channel isotropic filter of maps (B, C, N, N) in Fourier space, with log gain
+    sum_j w_j(embedding) b_j(ln |k|); starts as the identity."""
+
+    def __init__(self, channels: int, embed: int, map_size: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("basis", _log_k_basis(map_size, FILTER_BASIS), persistent=False)
+        self.gain = nn.Linear(embed, channels * FILTER_BASIS)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.gain.bias)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        weights = self.gain(e).view(len(e), self.channels, FILTER_BASIS)
+        log_gain = torch.einsum("bcj,jyx->bcyx", weights, self.basis)
+        modes = torch.fft.rfft2(x.float()) * torch.exp(log_gain)
+        return torch.fft.irfft2(modes, s=x.shape[-2:])
 
 
 class FiLMBlock(nn.Module):
-    """Conv, added noise, pixel norm, FiLM (scale and shift from the parameter embedding),
+    """Circular 3x3 convolution, FiLM (scale and shift from the parameter embedding),
     LeakyReLU."""
 
     def __init__(self, c_in: int, c_out: int, embed: int) -> None:
         super().__init__()
         self.conv = _conv(c_in, c_out)
-        self.noise = nn.Parameter(torch.full((1, c_out, 1, 1), NOISE_INIT))
+        nn.init.kaiming_normal_(self.conv.weight, a=NEGATIVE_SLOPE)
+        nn.init.zeros_(self.conv.bias)
         self.film = nn.Linear(embed, 2 * c_out)
         nn.init.zeros_(self.film.weight)  # start as the unconditional network
         nn.init.zeros_(self.film.bias)
 
-    def forward(self, x: torch.Tensor, e: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
-        h = _pixel_norm(self.conv(x) + self.noise * noise) * (1 + scale) + shift
-        return F.leaky_relu(h, NEGATIVE_SLOPE)
+        return F.leaky_relu(self.conv(x) * (1 + scale) + shift, NEGATIVE_SLOPE)
 
 
 class Generator(nn.Module):
-    """Latents (:meth:`latent_shapes`) and scaled parameters (B, P) -> maps (B, C, N, N).
+    """White noise (:meth:`latent_shapes`) and scaled parameters (B, P) -> maps (B, C, N, N).
 
-    ``widths`` are the channels at N/8, N/4, N/2 and N (two FiLM blocks each, the first after
-    upsampling); the maps are a 1x1 convolution of the last features.
+    The noise (``latent`` channels) is spectrally filtered, then goes through ``depth``
+    FiLM blocks of ``width`` channels at full resolution, with a spectral filter of the
+    features after the first half of them; the maps are a 1x1 convolution of the last
+    features plus one of the filtered noise, plus a per-field offset that is a linear function
+    of the parameter embedding (zero at initialization): the mean log value at given parameters
+    gets a direct path.
     """
 
     def __init__(
@@ -77,51 +126,49 @@ class Generator(nn.Module):
         n_fields: int,
         n_params: int,
         map_size: int,
-        latent: int = 16,
-        widths: tuple[int, ...] = (64, 48, 32, 16),
+        latent: int = 8,
+        width: int = 32,
+        depth: int = 4,
         embed: int = 64,
     ) -> None:
         super().__init__()
-        if map_size % LATENT_STRIDE or len(widths) != 4:
-            raise ValueError(
-                f"map_size must be a multiple of {LATENT_STRIDE} and widths 4 numbers, got "
-                f"{map_size} and {widths}"
-            )
-        self.latent, self.latent_size = latent, map_size // LATENT_STRIDE
+        if depth < 1 or map_size < 4:
+            raise ValueError(f"depth must be >= 1 and map_size >= 4, got {depth}, {map_size}")
+        self.latent, self.map_size = latent, map_size
         self.embed = nn.Sequential(
             nn.Linear(n_params, embed), nn.LeakyReLU(NEGATIVE_SLOPE), nn.Linear(embed, embed)
         )
+        self.noise_filter = SpectralFilter(latent, embed, map_size)
         blocks, c_in = [], latent
-        for width in widths:
-            blocks.append(
-                nn.ModuleList([FiLMBlock(c_in, width, embed), FiLMBlock(width, width, embed)])
-            )
+        for _ in range(depth):
+            blocks.append(FiLMBlock(c_in, width, embed))
             c_in = width
         self.blocks = nn.ModuleList(blocks)
-        self.out = nn.Conv2d(c_in, n_fields, 1)
+        self.middle = depth // 2 if depth > 1 else 1
+        self.feature_filter = SpectralFilter(width, embed, map_size)
+        self.out = nn.Conv2d(width, n_fields, 1)
+        self.linear = nn.Conv2d(latent, n_fields, 1)
+        self.offset = nn.Linear(embed, n_fields)
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
 
     def latent_shapes(self, batch: int) -> list[tuple[int, int, int, int]]:
-        """Shapes of the Gaussian latents of ``batch`` maps: the latent field, then the noise
-        of every FiLM block (two per resolution N/8, N/4, N/2, N), one independent map per
-        feature channel, so that fields can carry independent pixel-scale scatter (one map
-        shared by all channels makes every field pair correlated with |r| = 1 where the noise
-        dominates)."""
-        shapes = [(batch, self.latent, self.latent_size, self.latent_size)]
-        for i, (first, second) in enumerate(self.blocks):
-            size = self.latent_size * 2**i
-            for block in (first, second):
-                shapes.append((batch, block.conv.out_channels, size, size))
-        return shapes
+        """Shapes of the Gaussian latents of ``batch`` maps: one white-noise field of
+        ``latent`` channels at the maps' resolution."""
+        return [(batch, self.latent, self.map_size, self.map_size)]
 
     def forward(self, latents: list[torch.Tensor], params: torch.Tensor) -> torch.Tensor:
-        z, *noises = latents
+        (z,) = latents
         e = self.embed(params)
-        h = z
-        for i, (first, second) in enumerate(self.blocks):
-            if i:
-                h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = second(first(h, e, noises[2 * i]), e, noises[2 * i + 1])
-        return self.out(h)
+        g = self.noise_filter(z, e)
+        h = g
+        for i, block in enumerate(self.blocks):
+            if i == self.middle:
+                h = self.feature_filter(h, e)
+            h = block(h, e)
+        if self.middle >= len(self.blocks):
+            h = self.feature_filter(h, e)
+        return self.out(h) + self.linear(g) + self.offset(e)[:, :, None, None]
 
 
 class Critic(nn.Module):

@@ -84,14 +84,20 @@ class Gan2d(Family):
         "latent": {
             "type": "integer",
             "minimum": 1,
-            "default": 16,
-            "description": "channels of the Gaussian latent field (map_size / 8 on a side)",
+            "default": 8,
+            "description": "channels of the Gaussian white-noise latent at the maps' resolution",
         },
         "width": {
             "type": "integer",
             "minimum": 1,
-            "default": 16,
-            "description": "w: generator widths 4w, 3w, 2w, w from the latent grid to full size",
+            "default": 32,
+            "description": "channels of every generator block (all at full resolution)",
+        },
+        "depth": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 4,
+            "description": "generator blocks (circular 3x3 convolution, FiLM, LeakyReLU)",
         },
         "critic_width": {
             "type": "integer",
@@ -116,6 +122,11 @@ class Gan2d(Family):
             "default": 0.0004,
             "description": "critic learning rate (lr is the generator's: two time scales)",
         },
+        "lr_schedule": {
+            "enum": ["constant", "cosine"],
+            "default": "cosine",
+            "description": "learning rates of both networks: constant, or a half cosine to 0",
+        },
         "r1": {
             "type": "number",
             "minimum": 0,
@@ -134,6 +145,44 @@ class Gan2d(Family):
             "exclusiveMaximum": 1,
             "default": 0.999,
             "description": "decay of the EMA generator that every product uses",
+        },
+        "group_size": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 4,
+            "description": "generated maps per training simulation in a step (the statistics "
+            "terms compare each group with its simulation)",
+        },
+        "adversarial_weight": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1.0,
+            "description": "weight of the critic's verdict in the generator loss",
+        },
+        "spectral_weight": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1.0,
+            "description": "weight of the mean |ln P_gen - ln P_sim| of the auto spectra",
+        },
+        "correlation_weight": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1.0,
+            "description": "weight of the mean |r_gen - r_sim| of the field pairs",
+        },
+        "pdf_weight": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1.0,
+            "description": "weight of the W1 distance of the pixel distributions (quantiles)",
+        },
+        "mean_weight": {
+            "type": "number",
+            "minimum": 0,
+            "default": 0.0,
+            "description": "weight of the mean |pixel mean_gen - pixel mean_sim| per field (the "
+            "shift part of the W1 distance)",
         },
         "instance_noise": {
             "type": "number",
