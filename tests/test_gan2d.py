@@ -1,19 +1,15 @@
 """gan2d: the networks' symmetries, the adversarial losses, and training through the engine
 (every part checkpointed; a SIGKILLed run resumes to bitwise-equal weights)."""
 
-import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from resume_harness import assert_same_weights, attempt, train
 from shard_factory import write_splits
 
-from astroflow.engine.loop import fit
 from astroflow.engine.options import RunOptions
 from astroflow.families import get_family
 from astroflow.families.gan2d import statistics
@@ -25,7 +21,6 @@ from astroflow.families.gan2d.training import (
 )
 from astroflow.models.gan2d import FILTER_BASIS, Critic, FiLMBlock, Generator, SpectralFilter
 
-TESTS = Path(__file__).parent
 EVERY = 3
 FIELDS = ["Mgas", "HI"]
 
@@ -55,39 +50,14 @@ def settings() -> dict:
     }
 
 
-# A training process that kills itself right after step `at` (-1: never).
-RUNNER = """
-import json, os, signal, sys
-import torch
-from astroflow.engine import resume
-from astroflow.engine.loop import fit
-from astroflow.engine.options import RunOptions
-from astroflow.families.gan2d.training import Gan2dTraining
-
-job = json.loads(sys.argv[1])
-torch.set_num_threads(1)
-original = resume.Checkpointer.after_step
-
-def after_step(self, state):
-    original(self, state)
-    if state.step == job["at"]:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-resume.Checkpointer.after_step = after_step
-out = job["out"]
-fit(Gan2dTraining(), job["settings"], job["train"], job["val"], out + "/model.pt",
-    out + "/log.csv", out + "/tb", RunOptions(**job["options"]))
-"""
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("gan2d_shards")
     return write_splits(root, {"train": 6, "val": 2}, map_size=16, fields=FIELDS, maps_per_sim=4)
 
 
-def attempt(out: Path, checkpoints: Path, shards, at: int) -> subprocess.CompletedProcess:
-    job = {
+def job(out: Path, checkpoints: Path, shards) -> dict:
+    return {
         "settings": settings(),
         "out": str(out),
         "train": [str(p) for p in shards["train"]],
@@ -95,19 +65,7 @@ def attempt(out: Path, checkpoints: Path, shards, at: int) -> subprocess.Complet
         "options": RunOptions(
             checkpoint_dir=checkpoints, checkpoint_every_steps=EVERY, num_workers=0
         ).to_json(),
-        "at": at,
     }
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [sys.executable, "-c", RUNNER, json.dumps(job)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
 
 
 def test_the_generator_commutes_with_periodic_shifts_of_its_noise():
@@ -241,36 +199,22 @@ def test_instance_noise_decays_linearly_to_zero():
 
 def test_a_killed_gan2d_run_resumes_bitwise(tmp_path, shards):
     reference = tmp_path / "reference"
-    summary = fit(
-        Gan2dTraining(),
-        settings(),
-        shards["train"],
-        shards["val"],
-        reference / "model.pt",
-        reference / "log.csv",
-        reference / "tb",
-        RunOptions(
-            checkpoint_dir=tmp_path / "ref_ckpt", checkpoint_every_steps=EVERY, num_workers=0
-        ),
-    )
+    summary = train(job(reference, tmp_path / "ref_ckpt", shards))
     assert summary["best_epoch"] >= 1
     out, checkpoints = tmp_path / "run", tmp_path / "ckpt"
-    killed = attempt(out, checkpoints, shards, at=5)  # mid-epoch 2 (3 steps per epoch)
+    killed = attempt(job(out, checkpoints, shards), at=5)  # mid-epoch 2 (3 steps per epoch)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     saved = torch.load(checkpoints / "step-000000003.pt", weights_only=True)["parts"]
     assert set(saved["networks"]) == set(saved["optimizers"]) == {"generator", "critic"}
     assert set(saved["ema"]) == {"generator"}
 
-    finished = attempt(out, checkpoints, shards, at=-1)
+    finished = attempt(job(out, checkpoints, shards), at=-1)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    expected = torch.load(reference / "model.pt", weights_only=True)
-    actual = torch.load(out / "model.pt", weights_only=True)
+    expected, actual = assert_same_weights(reference / "model.pt", out / "model.pt")
     assert actual["run"]["resumed_at_steps"] == [3]
     assert set(expected["state_dict"]) == set(
         Generator(**expected["arch"]["generator"]).state_dict()
     )
-    for name, tensor in expected["state_dict"].items():
-        assert torch.equal(actual["state_dict"][name], tensor), name
     # The model file rebuilds the EMA generator through the family.
     network = get_family("gan2d").build_network(actual["arch"])
     network.load_state_dict(actual["state_dict"])
