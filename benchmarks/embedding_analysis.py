@@ -5,7 +5,7 @@ Writes ``--maps`` embeddings of ``--dim`` dimensions as per-shard files (the lay
 :func:`astroflow.embedding_analysis.analyse` on them in a fresh process, so that its peak
 resident memory is the analysis's own. The embeddings are a smooth non-linear image of six
 parameters per simulation (15 maps each) plus per-map noise: they have the structure t-SNE
-and the clusters should find, at the cost a real embedding would have. Budget (issue 11):
+and the clusters should find, at the cost a real embedding would have. Budget:
 <= 360 s and <= 3 GB on 2 cores; the table gives each stage and the ratio to the budget,
 and the CPU time of all threads with the load average, since on a shared machine the wall
 time depends on the neighbours (CPU time / threads is the wall time of an idle node).
