@@ -68,8 +68,8 @@ def power_spectrum_2d(
     if not 1 <= n_bins <= n // 2:
         raise ValueError(f"n_bins must be in [1, {n // 2}] for N = {n}, got {n_bins}")
 
-    k_units = _k_modulus_units(n)
-    weight = _half_plane_weights(n)
+    k_units = k_modulus_units(n)
+    weight = half_plane_weights(n)
     edges = 0.5 + (n / 2) * np.arange(n_bins + 1) / n_bins
     bin_index = np.digitize(k_units, edges) - 1
     keep = (bin_index >= 0) & (bin_index < n_bins)
@@ -139,12 +139,12 @@ def grid_variance(n: int, box_size: float, power: Callable[[np.ndarray], np.ndar
     """
     p = _power_on_grid(n, box_size, power)
     p[0, 0] = 0.0
-    return float(np.sum(_half_plane_weights(n) * p) / box_size**2)
+    return float(np.sum(half_plane_weights(n) * p) / box_size**2)
 
 
 def rfft_wavenumbers(n: int, box_size: float) -> np.ndarray:
     """|k| (h/Mpc) of the rfft2 modes of an (n, n) map of side ``box_size``; shape (n, n//2 + 1)."""
-    return _k_modulus_units(n) * (2.0 * np.pi / box_size)
+    return k_modulus_units(n) * (2.0 * np.pi / box_size)
 
 
 def _power_on_grid(
@@ -157,14 +157,14 @@ def _power_on_grid(
     return p
 
 
-def _half_plane_weights(n: int) -> np.ndarray:
+def half_plane_weights(n: int) -> np.ndarray:
     """Weight of each rfft2 mode in full-plane sums: 2 for columns that also stand for -k."""
     weight = np.ones((n, n // 2 + 1))
     weight[:, 1 : (n + 1) // 2] = 2.0
     return weight
 
 
-def _k_modulus_units(n: int) -> np.ndarray:
+def k_modulus_units(n: int) -> np.ndarray:
     """|k| / k_f on the rfft2 grid of an (n, n) map, shape (n, n // 2 + 1)."""
     ky = np.fft.fftfreq(n, d=1.0 / n)
     kx = np.fft.rfftfreq(n, d=1.0 / n)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from astroflow.evaluation.fields import field_pairs
+from astroflow.maps.power_spectrum import half_plane_weights, k_modulus_units
 
 QUANTILES = 256
 """Equal-probability intervals of the pixel distribution that the PDF term compares (at most
@@ -42,11 +43,8 @@ def binning_matrix(n: int) -> torch.Tensor:
     in bin ``b`` (|k| / k_f in [b + 1/2, b + 3/2)), each mode weighted as it counts in the full
     plane, so ``|FFT|^2 @ matrix`` is :func:`power_spectrum_2d`'s binned power up to a
     constant factor."""
-    ky = np.fft.fftfreq(n, d=1.0 / n)
-    kx = np.fft.rfftfreq(n, d=1.0 / n)
-    k = np.hypot(ky[:, None], kx[None, :])
-    weight = np.ones_like(k)
-    weight[:, 1 : (n + 1) // 2] = 2.0
+    k = k_modulus_units(n)
+    weight = half_plane_weights(n)
     n_bins = n // 2
     edges = 0.5 + np.arange(n_bins + 1)
     index = np.digitize(k, edges) - 1
