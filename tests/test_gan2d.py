@@ -13,13 +13,21 @@ from shard_factory import write_splits
 from astroflow.engine.options import RunOptions
 from astroflow.families import get_family
 from astroflow.families.gan2d import statistics
+from astroflow.families.gan2d.mean_model import fit_kernel_mean, load_kernel_mean
 from astroflow.families.gan2d.statistics import binning_matrix, set_spectra
 from astroflow.families.gan2d.training import (
     Gan2dTraining,
     LearningRateFactor,
     adversarial_losses,
 )
-from astroflow.models.gan2d import FILTER_BASIS, Critic, FiLMBlock, Generator, SpectralFilter
+from astroflow.models.gan2d import (
+    FILTER_BASIS,
+    Critic,
+    FiLMBlock,
+    Generator,
+    KernelMean,
+    SpectralFilter,
+)
 
 EVERY = 3
 FIELDS = ["Mgas", "HI"]
@@ -105,6 +113,49 @@ def test_a_spectral_filter_starts_as_the_identity_and_shapes_the_spectrum():
     matrix = binning_matrix(32)
     auto, _ = set_spectra(layer(x, e)[:, None], matrix, [])
     assert torch.all(auto[..., 1] > 5 * auto[..., -1])
+
+
+def smooth_means(params: np.ndarray) -> np.ndarray:
+    """Two 'fields' whose means depend non-linearly on the first two of three parameters, as
+    the gas mass does on Omega_m and sigma_8 only; the third parameter is irrelevant."""
+    p0, p1 = params[:, 0], params[:, 1]
+    return np.stack([np.sin(3 * p0) + 0.5 * p1**2, np.exp(-p0) * (1 + p1)], axis=1)
+
+
+def test_the_kernel_mean_interpolates_a_smooth_mean_and_ignores_an_idle_parameter():
+    rng = np.random.default_rng(0)
+    train, test = rng.random((120, 3)), rng.random((200, 3))
+    fitted = fit_kernel_mean(train, smooth_means(train) + 1e-4 * rng.normal(size=(120, 2)), 0)
+    module = KernelMean(2, 3, len(train))
+    load_kernel_mean(module, fitted)
+    truth = smooth_means(test)
+    predicted = module(torch.from_numpy(test)).numpy()
+    # Between the anchors, well inside the range of the means (about 1) and beyond what a
+    # plane through them gets.
+    assert np.abs(predicted - truth).max() < 5e-3
+    design = np.c_[np.ones(len(train)), train]
+    plane = np.linalg.lstsq(design, smooth_means(train), rcond=None)[0]
+    assert np.abs(np.c_[np.ones(len(test)), test] @ plane - truth).max() > 0.1
+    # Automatic relevance: the idle parameter's length is many times the others'.
+    lengths = 1 / fitted["inverse_lengths"]
+    assert (lengths[:, 2] > 10 * lengths[:, :2].max(axis=1)).all()
+    # Float32 parameters give float32 means of the float64 sum (large weights of both signs).
+    single = module(torch.from_numpy(test).float())
+    assert single.dtype == torch.float32
+    assert np.allclose(single.numpy(), predicted, atol=1e-6)
+
+
+def test_the_generator_adds_the_kernel_mean_to_every_pixel():
+    torch.manual_seed(0)
+    generator = Generator(2, 3, 16, latent=2, width=4, depth=2, embed=4, mean_anchors=30).eval()
+    z, p = [torch.randn(generator.latent_shapes(4)[0])], torch.rand(4, 3)
+    before = generator(z, p)
+    train = np.random.default_rng(1).random((30, 3))
+    load_kernel_mean(generator.mean, fit_kernel_mean(train, smooth_means(train), 0))
+    shift = generator(z, p) - before
+    expected = generator.mean(p)[:, :, None, None].expand_as(shift)
+    assert torch.allclose(shift, expected, atol=1e-5)
+    assert expected.abs().min() > 0.1  # a real shift, not the zero function
 
 
 def test_the_statistics_terms_measure_what_the_evaluation_measures():

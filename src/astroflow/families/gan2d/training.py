@@ -35,6 +35,7 @@ from astroflow.batch import Batch
 from astroflow.engine.distributed import World
 from astroflow.engine.family import Parts, Paths, StepContext, TrainingFamily, Validation
 from astroflow.families.gan2d.emulate import generate, group_by_simulation, validation_score
+from astroflow.families.gan2d.mean_model import fit_kernel_mean, load_kernel_mean
 from astroflow.families.gan2d.statistics import (
     QUANTILES,
     SimulationTargets,
@@ -48,8 +49,9 @@ VALIDATION_SEED = 0
 """Seed of the fixed latents that validation and the TensorBoard grids use every epoch."""
 
 
-def generator_arch(cfg: Mapping[str, Any], map_size: int) -> dict[str, Any]:
-    """Constructor arguments of the generator (what ``model.pt`` rebuilds)."""
+def generator_arch(cfg: Mapping[str, Any], map_size: int, n_sims: int) -> dict[str, Any]:
+    """Constructor arguments of the generator (what ``model.pt`` rebuilds); ``n_sims``
+    training simulations anchor its mean."""
     return {
         "n_fields": len(cfg["fields"]),
         "n_params": len(cfg["params"]),
@@ -58,6 +60,7 @@ def generator_arch(cfg: Mapping[str, Any], map_size: int) -> dict[str, Any]:
         "width": cfg["width"],
         "depth": cfg["depth"],
         "embed": cfg["embed"],
+        "mean_anchors": n_sims,
     }
 
 
@@ -123,6 +126,7 @@ class Gan2dTraining(TrainingFamily):
         self.total_steps = 1
         self.cfg: Mapping[str, Any] = {}
         self.targets: SimulationTargets | None = None
+        self.mean_fit: dict[str, np.ndarray] = {}
 
     def check(self, cfg: Mapping[str, Any]) -> None:
         for key in ("fields", "params"):
@@ -136,15 +140,21 @@ class Gan2dTraining(TrainingFamily):
         train = ShardDataset(train_paths, cfg["fields"], cfg["params"])
         if not cfg["augment"]:
             train.n_transforms = 1  # the epoch plan then asks for the identity only
-        self.targets = training_targets(train)
+        self.targets, sim_params = training_targets(train)
+        self.mean_fit = fit_kernel_mean(
+            sim_params, self.targets.quantiles.double().mean(dim=-1).numpy(), cfg["seed"]
+        )
         return train, ShardDataset(val_paths, cfg["fields"], cfg["params"])
 
     def arch(self, cfg: Mapping[str, Any], train_set: ShardDataset) -> dict[str, Any]:
         size = train_set.map_size
-        return {"generator": generator_arch(cfg, size), "critic": critic_arch(cfg, size)}
+        generator = generator_arch(cfg, size, len(self.mean_fit["anchors"]))
+        return {"generator": generator, "critic": critic_arch(cfg, size)}
 
     def networks(self, arch: Mapping[str, Any]) -> dict[str, nn.Module]:
-        return {"generator": Generator(**arch["generator"]), "critic": Critic(**arch["critic"])}
+        generator = Generator(**arch["generator"])
+        load_kernel_mean(generator.mean, self.mean_fit)
+        return {"generator": generator, "critic": Critic(**arch["critic"])}
 
     def optimizers(
         self, cfg: Mapping[str, Any], networks: Mapping[str, nn.Module], total_steps: int
@@ -276,15 +286,18 @@ class Gan2dTraining(TrainingFamily):
         return list(cfg["fields"])
 
 
-def training_targets(train: ShardDataset) -> SimulationTargets:
+def training_targets(train: ShardDataset) -> tuple[SimulationTargets, np.ndarray]:
     """Statistics of every training simulation from all its maps (:mod:`.statistics`), read
-    one simulation at a time: the targets of the generator's statistics terms."""
-    maps, ids = [], []
+    one simulation at a time: the targets of the generator's statistics terms; and the
+    simulations' scaled parameters (S, P), in the targets' order of rows."""
+    maps, ids, params = [], [], {}
     for group in group_by_simulation(train):
         maps.append(train[list(group)].x.numpy())
         ids.append(train.sim_ids[group])
+        params[int(train.sim_ids[group[0]])] = train.targets[group[0]]
     quantiles = min(QUANTILES, train.map_size**2)
-    return simulation_targets(np.concatenate(maps), np.concatenate(ids), quantiles)
+    targets = simulation_targets(np.concatenate(maps), np.concatenate(ids), quantiles)
+    return targets, np.stack([params[int(sim)] for sim in targets.sim_ids])
 
 
 def _side_by_side(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
