@@ -35,15 +35,15 @@ def fit_kernel_mean(params: np.ndarray, means: np.ndarray, seed: int) -> dict[st
     """
     params, means = np.asarray(params, np.float64), np.asarray(means, np.float64)
     n_sims, n_params = params.shape
-    if n_sims < 2 or means.shape[0] != n_sims:
-        raise ValueError(f"need the means of at least 2 simulations, got {means.shape[0]}")
+    if means.shape[0] != n_sims:
+        raise ValueError(f"{means.shape[0]} rows of means for {n_sims} rows of parameters")
     weights = np.zeros((n_sims, means.shape[1]))
     inverse_lengths = np.zeros((means.shape[1], n_params))
     bias = means.mean(axis=0)
     for f, values in enumerate(means.T):
         scale = values.std()
         if scale == 0:
-            continue  # a constant: the bias holds it
+            continue  # a constant (or one simulation): the bias holds it
         kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(
             np.ones(n_params), (1e-2, 1e3)
         ) + WhiteKernel(1e-4, (1e-6, 1.0))
