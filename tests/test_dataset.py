@@ -97,14 +97,19 @@ def rechunked(paths, out_dir):
     return copies
 
 
-@pytest.mark.parametrize("fields", [["HI", "Mgas"], ["Mgas", "HI"], ["HI"]])
+@pytest.mark.parametrize(
+    "fields", [["HI", "Mgas"], ["Mgas", "HI"], ["HI", "B"], ["B", "Mgas", "HI"], ["HI"]]
+)
 def test_in_memory_mapped_and_chunked_reads_agree(shards, tmp_path, fields):
-    """Any channel selection: out of file order, a block of consecutive channels, one."""
+    """Any channel selection: out of file order, a block of consecutive channels (from the
+    first one or not), a channel followed by a block, one channel."""
     cached = ShardDataset(shards, fields, ["Omega_m"], in_memory=True)
     mapped = ShardDataset(shards, fields, ["Omega_m"], in_memory=False)
     chunked = ShardDataset(rechunked(shards, tmp_path), fields, ["Omega_m"], in_memory=False)
-    assert isinstance(mapped._mapping(0).base, np.memmap)  # contiguous shards stream mapped
-    assert chunked._mapping(0) is None  # chunked ones through h5py
+    runs = mapped._mapped_runs(0)  # contiguous shards stream mapped: views of the memmap
+    assert all(isinstance(block.base.base, np.memmap) for _, _, block in runs)
+    assert sum(n for _, n, _ in runs) == len(fields)
+    assert chunked._mapped_runs(0) is None  # chunked ones through h5py
     for i in (0, 5, 13, 23):
         np.testing.assert_array_equal(cached[i][0].numpy(), mapped[i][0].numpy())
         np.testing.assert_array_equal(cached[i][0].numpy(), chunked[i][0].numpy())
