@@ -185,6 +185,7 @@ class Generator(nn.Module):
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
         self.mean = KernelMean(n_fields, n_params, mean_anchors)
+        self.log_scale = KernelMean(n_fields, n_params, mean_anchors)
 
     def latent_shapes(self, batch: int) -> list[tuple[int, int, int, int]]:
         """Shapes of the Gaussian latents of ``batch`` maps: one white-noise field of
@@ -203,7 +204,9 @@ class Generator(nn.Module):
         if self.middle >= len(self.blocks):
             h = self.feature_filter(h, e)
         mean = self.offset(e) + self.mean(params)
-        return self.out(h) + self.linear(g) + mean[:, :, None, None]
+        scale = torch.exp(self.log_scale(params))
+        fluctuation = self.out(h) + self.linear(g)
+        return fluctuation * scale[:, :, None, None] + mean[:, :, None, None]
 
 
 class Critic(nn.Module):
