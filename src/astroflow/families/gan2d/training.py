@@ -35,7 +35,7 @@ from astroflow.batch import Batch
 from astroflow.engine.distributed import World
 from astroflow.engine.family import Parts, Paths, StepContext, TrainingFamily, Validation
 from astroflow.families.gan2d.emulate import generate, group_by_simulation, validation_score
-from astroflow.families.gan2d.mean_model import fit_kernel_mean, load_kernel_mean
+from astroflow.families.gan2d.kernel_fit import fit_kernel_regression, load_kernel_regression
 from astroflow.families.gan2d.statistics import (
     QUANTILES,
     SimulationTargets,
@@ -142,10 +142,10 @@ class Gan2dTraining(TrainingFamily):
         if not cfg["augment"]:
             train.n_transforms = 1  # the epoch plan then asks for the identity only
         self.targets, sim_params, sim_std = training_targets(train)
-        self.mean_fit = fit_kernel_mean(
+        self.mean_fit = fit_kernel_regression(
             sim_params, self.targets.quantiles.double().mean(dim=-1).numpy(), cfg["seed"]
         )
-        self.scale_fit = fit_kernel_mean(sim_params, np.log(sim_std), cfg["seed"])
+        self.scale_fit = fit_kernel_regression(sim_params, np.log(sim_std), cfg["seed"])
         return train, ShardDataset(val_paths, cfg["fields"], cfg["params"])
 
     def arch(self, cfg: Mapping[str, Any], train_set: ShardDataset) -> dict[str, Any]:
@@ -155,8 +155,8 @@ class Gan2dTraining(TrainingFamily):
 
     def networks(self, arch: Mapping[str, Any]) -> dict[str, nn.Module]:
         generator = Generator(**arch["generator"])
-        load_kernel_mean(generator.mean, self.mean_fit)
-        load_kernel_mean(generator.log_scale, self.scale_fit)
+        load_kernel_regression(generator.mean, self.mean_fit)
+        load_kernel_regression(generator.log_scale, self.scale_fit)
         return {"generator": generator, "critic": Critic(**arch["critic"])}
 
     def optimizers(
