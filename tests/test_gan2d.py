@@ -9,11 +9,17 @@ import pytest
 import torch
 from resume_harness import assert_same_weights, attempt, train
 from shard_factory import write_splits
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from astroflow.engine.options import RunOptions
 from astroflow.families import get_family
 from astroflow.families.gan2d import statistics
-from astroflow.families.gan2d.mean_model import fit_kernel_mean, load_kernel_mean
+from astroflow.families.gan2d.kernel_fit import (
+    RESTARTS,
+    fit_kernel_regression,
+    load_kernel_regression,
+)
 from astroflow.families.gan2d.statistics import binning_matrix, set_spectra
 from astroflow.families.gan2d.training import (
     Gan2dTraining,
@@ -25,7 +31,7 @@ from astroflow.models.gan2d import (
     Critic,
     FiLMBlock,
     Generator,
-    KernelMean,
+    KernelRegression,
     SpectralFilter,
 )
 
@@ -122,12 +128,12 @@ def smooth_means(params: np.ndarray) -> np.ndarray:
     return np.stack([np.sin(3 * p0) + 0.5 * p1**2, np.exp(-p0) * (1 + p1)], axis=1)
 
 
-def test_the_kernel_mean_interpolates_a_smooth_mean_and_ignores_an_idle_parameter():
+def test_the_kernel_regression_interpolates_a_smooth_mean_and_ignores_an_idle_parameter():
     rng = np.random.default_rng(0)
     train, test = rng.random((120, 3)), rng.random((200, 3))
-    fitted = fit_kernel_mean(train, smooth_means(train) + 1e-4 * rng.normal(size=(120, 2)), 0)
-    module = KernelMean(2, 3, len(train))
-    load_kernel_mean(module, fitted)
+    fitted = fit_kernel_regression(train, smooth_means(train) + 1e-4 * rng.normal(size=(120, 2)), 0)
+    module = KernelRegression(2, 3, len(train))
+    load_kernel_regression(module, fitted)
     truth = smooth_means(test)
     predicted = module(torch.from_numpy(test)).numpy()
     # Between the anchors, well inside the range of the means (about 1) and beyond what a
@@ -145,17 +151,37 @@ def test_the_kernel_mean_interpolates_a_smooth_mean_and_ignores_an_idle_paramete
     assert np.allclose(single.numpy(), predicted, atol=1e-6)
 
 
-def test_the_generator_adds_the_kernel_mean_to_every_pixel():
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_kernel_regression_is_the_gaussian_process_posterior_mean():
+    """The torch module evaluates the Matern 5/2 posterior mean that scikit-learn predicts."""
+    rng = np.random.default_rng(2)
+    train, test = rng.random((40, 3)), rng.random((50, 3))
+    values = smooth_means(train)[:, :1]
+    module = KernelRegression(1, 3, len(train))
+    load_kernel_regression(module, fit_kernel_regression(train, values, 0))
+    kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
+        np.ones(3), (1e-2, 1e3), nu=2.5
+    ) + WhiteKernel(1e-4, (1e-6, 1.0))
+    mean, scale = values.mean(), values.std()
+    process = GaussianProcessRegressor(kernel, n_restarts_optimizer=RESTARTS, random_state=0)
+    process.fit(train, (values[:, 0] - mean) / scale)
+    expected = process.predict(test) * scale + mean
+    assert np.allclose(module(torch.from_numpy(test)).numpy()[:, 0], expected, atol=1e-9)
+
+
+def test_the_generator_scales_and_shifts_its_fluctuations_by_the_kernel_fits():
     torch.manual_seed(0)
     generator = Generator(2, 3, 16, latent=2, width=4, depth=2, embed=4, mean_anchors=30).eval()
     z, p = [torch.randn(generator.latent_shapes(4)[0])], torch.rand(4, 3)
-    before = generator(z, p)
+    fluctuation = generator(z, p)  # both fits zero: mean 0, scale exp(0) = 1
     train = np.random.default_rng(1).random((30, 3))
-    load_kernel_mean(generator.mean, fit_kernel_mean(train, smooth_means(train), 0))
-    shift = generator(z, p) - before
-    expected = generator.mean(p)[:, :, None, None].expand_as(shift)
-    assert torch.allclose(shift, expected, atol=1e-5)
-    assert expected.abs().min() > 0.1  # a real shift, not the zero function
+    load_kernel_regression(generator.mean, fit_kernel_regression(train, smooth_means(train), 0))
+    log_scales = 0.3 * smooth_means(train)[:, ::-1]
+    load_kernel_regression(generator.log_scale, fit_kernel_regression(train, log_scales, 0))
+    mean, scale = generator.mean(p), generator.log_scale(p).exp()
+    expected = fluctuation * scale[:, :, None, None] + mean[:, :, None, None]
+    assert torch.allclose(generator(z, p), expected, atol=1e-5)
+    assert mean.abs().min() > 0.1 and (scale - 1).abs().min() > 0.03  # real shifts and scales
 
 
 def test_the_statistics_terms_measure_what_the_evaluation_measures():

@@ -23,12 +23,13 @@ Choices made here, for maps that are projections of periodic, statistically homo
   Miyato & Koyama (2018) for continuous conditions;
 - outputs are linear (no tanh): standardized log10 fields have unit variance and tails of a
   few sigma that a bounded output would clip;
-- the mean log value of every field at given parameters has a base that is not learned by
-  gradient: a Gaussian-process regression over the training simulations
-  (:class:`KernelMean`). The mean is a smooth but strongly non-linear function of the six
+- the mean log value and the pixel scale of every field at given parameters have bases that
+  are not learnt by gradient: Gaussian-process regressions over the training simulations
+  (:class:`KernelRegression`). Both are smooth but strongly non-linear functions of the six
   parameters, known almost without noise from each simulation's maps, and a kernel regression
-  interpolates it between 140 simulations two to three times closer than the network learnt
-  it; the network then learns the small rest.
+  interpolates the mean between 140 simulations two to three times closer than the network
+  learnt it. The network makes the fluctuations, which the scale multiplies and the mean
+  shifts, and learns the small rest of both.
 """
 
 from __future__ import annotations
@@ -116,13 +117,15 @@ class FiLMBlock(nn.Module):
         return F.leaky_relu(self.conv(x) * (1 + scale) + shift, NEGATIVE_SLOPE)
 
 
-class KernelMean(nn.Module):
-    """Scaled parameters (B, P) -> the fields' mean values (B, F): the posterior mean of a
-    Gaussian process with a squared-exponential kernel of one length per field and parameter,
-    sum_s w_sf exp(-|(p - a_s) / l_f|^2 / 2) + b_f over ``n_anchors`` training simulations a_s.
+class KernelRegression(nn.Module):
+    """Scaled parameters (B, P) -> one value per field (B, F): the posterior mean of a Gaussian
+    process with a Matern 5/2 kernel of one length per field and parameter,
+    sum_s w_sf k(|(p - a_s) / l_f|) + b_f over ``n_anchors`` training simulations a_s, with
+    k(r) = (1 + sqrt(5) r + 5 r^2 / 3) exp(-sqrt(5) r).
 
     Buffers, not parameters: they are fitted in closed form before training
-    (:func:`astroflow.families.gan2d.mean_model.fit_kernel_mean`) and travel in the model file.
+    (:func:`astroflow.families.gan2d.kernel_fit.fit_kernel_regression`) and travel in the
+    model file.
     Float64, since a process fitted to nearly noiseless means has large weights of both signs
     whose sum loses its digits in float32. All zero (no anchors), it is the zero function.
     """
@@ -138,7 +141,8 @@ class KernelMean(nn.Module):
     def forward(self, params: torch.Tensor) -> torch.Tensor:
         p = params.to(self.anchors.dtype)
         offsets = (p[:, None, None, :] - self.anchors[None, :, None, :]) * self.inverse_lengths
-        kernel = torch.exp(-0.5 * offsets.square().sum(dim=-1))  # (B, S, F)
+        r = math.sqrt(5.0) * offsets.square().sum(dim=-1).sqrt()  # (B, S, F)
+        kernel = (1.0 + r + r.square() / 3.0) * torch.exp(-r)
         return (self.bias + (kernel * self.weights).sum(dim=1)).to(params.dtype)
 
 
@@ -148,9 +152,10 @@ class Generator(nn.Module):
     The noise (``latent`` channels) is spectrally filtered, then goes through ``depth``
     FiLM blocks of ``width`` channels at full resolution, with a spectral filter of the
     features after the first half of them; the maps are a 1x1 convolution of the last
-    features plus one of the filtered noise, plus the fitted mean of every field at the
-    parameters (:class:`KernelMean` over ``mean_anchors`` training simulations) and a learnt
-    correction of it, a linear function of the parameter embedding (zero at initialization).
+    features plus one of the filtered noise; these fluctuations are multiplied by the fitted
+    pixel scale of every field at the parameters and shifted by its fitted mean (two
+    :class:`KernelRegression` over ``mean_anchors`` training simulations) plus a learnt
+    correction of the mean, a linear function of the parameter embedding (zero at first).
     """
 
     def __init__(
@@ -184,7 +189,8 @@ class Generator(nn.Module):
         self.offset = nn.Linear(embed, n_fields)
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
-        self.mean = KernelMean(n_fields, n_params, mean_anchors)
+        self.mean = KernelRegression(n_fields, n_params, mean_anchors)
+        self.log_scale = KernelRegression(n_fields, n_params, mean_anchors)
 
     def latent_shapes(self, batch: int) -> list[tuple[int, int, int, int]]:
         """Shapes of the Gaussian latents of ``batch`` maps: one white-noise field of
@@ -203,7 +209,9 @@ class Generator(nn.Module):
         if self.middle >= len(self.blocks):
             h = self.feature_filter(h, e)
         mean = self.offset(e) + self.mean(params)
-        return self.out(h) + self.linear(g) + mean[:, :, None, None]
+        scale = torch.exp(self.log_scale(params))
+        fluctuation = self.out(h) + self.linear(g)
+        return fluctuation * scale[:, :, None, None] + mean[:, :, None, None]
 
 
 class Critic(nn.Module):

@@ -35,7 +35,7 @@ from astroflow.batch import Batch
 from astroflow.engine.distributed import World
 from astroflow.engine.family import Parts, Paths, StepContext, TrainingFamily, Validation
 from astroflow.families.gan2d.emulate import generate, group_by_simulation, validation_score
-from astroflow.families.gan2d.mean_model import fit_kernel_mean, load_kernel_mean
+from astroflow.families.gan2d.kernel_fit import fit_kernel_regression, load_kernel_regression
 from astroflow.families.gan2d.statistics import (
     QUANTILES,
     SimulationTargets,
@@ -127,6 +127,7 @@ class Gan2dTraining(TrainingFamily):
         self.cfg: Mapping[str, Any] = {}
         self.targets: SimulationTargets | None = None
         self.mean_fit: dict[str, np.ndarray] = {}
+        self.scale_fit: dict[str, np.ndarray] = {}
 
     def check(self, cfg: Mapping[str, Any]) -> None:
         for key in ("fields", "params"):
@@ -140,10 +141,11 @@ class Gan2dTraining(TrainingFamily):
         train = ShardDataset(train_paths, cfg["fields"], cfg["params"])
         if not cfg["augment"]:
             train.n_transforms = 1  # the epoch plan then asks for the identity only
-        self.targets, sim_params = training_targets(train)
-        self.mean_fit = fit_kernel_mean(
+        self.targets, sim_params, sim_std = training_targets(train)
+        self.mean_fit = fit_kernel_regression(
             sim_params, self.targets.quantiles.double().mean(dim=-1).numpy(), cfg["seed"]
         )
+        self.scale_fit = fit_kernel_regression(sim_params, np.log(sim_std), cfg["seed"])
         return train, ShardDataset(val_paths, cfg["fields"], cfg["params"])
 
     def arch(self, cfg: Mapping[str, Any], train_set: ShardDataset) -> dict[str, Any]:
@@ -153,7 +155,8 @@ class Gan2dTraining(TrainingFamily):
 
     def networks(self, arch: Mapping[str, Any]) -> dict[str, nn.Module]:
         generator = Generator(**arch["generator"])
-        load_kernel_mean(generator.mean, self.mean_fit)
+        load_kernel_regression(generator.mean, self.mean_fit)
+        load_kernel_regression(generator.log_scale, self.scale_fit)
         return {"generator": generator, "critic": Critic(**arch["critic"])}
 
     def optimizers(
@@ -286,18 +289,20 @@ class Gan2dTraining(TrainingFamily):
         return list(cfg["fields"])
 
 
-def training_targets(train: ShardDataset) -> tuple[SimulationTargets, np.ndarray]:
+def training_targets(train: ShardDataset) -> tuple[SimulationTargets, np.ndarray, np.ndarray]:
     """Statistics of every training simulation from all its maps (:mod:`.statistics`), read
     one simulation at a time: the targets of the generator's statistics terms; and the
     simulations' scaled parameters (S, P), in the targets' order of rows."""
-    maps, ids, params = [], [], {}
+    maps, ids, params, stds = [], [], {}, {}
     for group in group_by_simulation(train):
         maps.append(train[list(group)].x.numpy())
         ids.append(train.sim_ids[group])
         params[int(train.sim_ids[group[0]])] = train.targets[group[0]]
+        stds[int(train.sim_ids[group[0]])] = maps[-1].std(axis=(0, 2, 3), dtype=np.float64)
     quantiles = min(QUANTILES, train.map_size**2)
     targets = simulation_targets(np.concatenate(maps), np.concatenate(ids), quantiles)
-    return targets, np.stack([params[int(sim)] for sim in targets.sim_ids])
+    order = [int(sim) for sim in targets.sim_ids]
+    return targets, np.stack([params[s] for s in order]), np.stack([stds[s] for s in order])
 
 
 def _side_by_side(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
