@@ -19,6 +19,7 @@ from astroflow.families.gan2d.kernel_fit import (
     RESTARTS,
     fit_kernel_regression,
     load_kernel_regression,
+    log_ratios_of,
 )
 from astroflow.families.gan2d.statistics import binning_matrix, set_spectra
 from astroflow.families.gan2d.training import (
@@ -33,6 +34,7 @@ from astroflow.models.gan2d import (
     Generator,
     KernelRegression,
     SpectralFilter,
+    log_warp,
 )
 
 EVERY = 3
@@ -149,6 +151,14 @@ def test_the_kernel_regression_interpolates_a_smooth_mean_and_ignores_an_idle_pa
     single = module(torch.from_numpy(test).float())
     assert single.dtype == torch.float32
     assert np.allclose(single.numpy(), predicted, atol=1e-6)
+
+
+def test_log_sampled_parameters_are_warped_to_their_log_range():
+    # A_SN1 in [0.25, 4]: the value 1 is scaled to 0.2 and sits halfway in log; Omega_m stays.
+    ratios = torch.from_numpy(log_ratios_of(["Omega_m", "A_SN1"]))
+    scaled = torch.tensor([[0.0, 0.0], [0.3, 0.2], [1.0, 1.0]], dtype=torch.float64)
+    expected = torch.tensor([[0.0, 0.0], [0.3, 0.5], [1.0, 1.0]], dtype=torch.float64)
+    assert torch.allclose(log_warp(scaled, ratios), expected, atol=1e-12)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

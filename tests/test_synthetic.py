@@ -60,12 +60,12 @@ def test_lh_params_fill_every_stratum_once() -> None:
     for j, name in enumerate(cmd.PARAM_NAMES):
         lo, hi = cmd.LH_RANGES[name]
         assert np.all((theta[:, j] >= lo) & (theta[:, j] <= hi))
-        if name in synthetic.LOG_SAMPLED:
+        if name in cmd.LOG_SAMPLED:
             u = np.log(theta[:, j] / lo) / np.log(hi / lo)
         else:
             u = (theta[:, j] - lo) / (hi - lo)
         np.testing.assert_array_equal(np.sort(np.floor(u * n)), np.arange(n))
-    assert set(synthetic.LOG_SAMPLED) == {"A_SN1", "A_AGN1", "A_SN2", "A_AGN2"}
+    assert set(cmd.LOG_SAMPLED) == {"A_SN1", "A_AGN1", "A_SN2", "A_AGN2"}
 
 
 def test_write_synthetic_cmd_layout(tmp_path) -> None:
@@ -208,9 +208,7 @@ def test_feedback_is_learnable_from_hi_and_b_but_not_from_gas(lh_maps) -> None:
     information (R^2 <= 0), so what is learnt comes from the HI and B physics.
     """
     maps, theta, train = lh_maps["maps"], lh_maps["theta"], lh_maps["train"]
-    log_theta = {
-        name: np.log(theta[:, cmd.PARAM_NAMES.index(name)]) for name in synthetic.LOG_SAMPLED
-    }
+    log_theta = {name: np.log(theta[:, cmd.PARAM_NAMES.index(name)]) for name in cmd.LOG_SAMPLED}
     hi, b, gas = (_summaries(maps[f]) for f in ("HI", "B", "Mgas"))
     assert _held_out_r2(hi, log_theta["A_SN2"], train) >= 0.7
     assert _held_out_r2(hi, log_theta["A_SN1"], train) >= 0.65

@@ -31,6 +31,8 @@ LH_RANGES: dict[str, tuple[float, float]] = {
     "A_AGN2": (0.5, 2.0),
 }
 """Latin-hypercube prior ranges of the LH set; used for fixed min-max parameter scaling."""
+LOG_SAMPLED: frozenset[str] = frozenset({"A_SN1", "A_AGN1", "A_SN2", "A_AGN2"})
+"""Parameters that CAMELS samples uniformly in log (the feedback efficiencies)."""
 
 
 def map_filename(field: str, suite: str, set_name: str, redshift: float = 0.0) -> str:

@@ -33,15 +33,12 @@ from scipy import fft
 
 from astroflow.io import atomic_path
 from astroflow.maps import cmd
-from astroflow.maps.cmd import SYNTHETIC_FIELDS
+from astroflow.maps.cmd import LOG_SAMPLED, SYNTHETIC_FIELDS
 from astroflow.maps.power_spectrum import (
     gaussian_random_field,
     grid_variance,
     input_power_spectrum,
 )
-
-LOG_SAMPLED: frozenset[str] = frozenset({"A_SN1", "A_AGN1", "A_SN2", "A_AGN2"})
-"""Parameters that CAMELS samples uniformly in log (the feedback efficiencies)."""
 
 RHO_CRIT = 2.775e11
 """Critical density in (Msun/h) / (Mpc/h)^3."""

@@ -117,11 +117,22 @@ class FiLMBlock(nn.Module):
         return F.leaky_relu(self.conv(x) * (1 + scale) + shift, NEGATIVE_SLOPE)
 
 
+def log_warp(scaled: torch.Tensor, log_ratios: torch.Tensor) -> torch.Tensor:
+    """Min-max scaled parameters (..., P) -> the same in log where ``log_ratios`` (P,) holds
+    ln(max / min) of a parameter's range (0: kept linear): ln(value / min) / ln(max / min)."""
+    warped = torch.log1p(scaled * torch.expm1(log_ratios)) / log_ratios.clamp(min=1e-300)
+    return torch.where(log_ratios > 0, warped, scaled)
+
+
 class KernelRegression(nn.Module):
     """Scaled parameters (B, P) -> one value per field (B, F): the posterior mean of a Gaussian
     process with a Matern 5/2 kernel of one length per field and parameter,
     sum_s w_sf k(|(p - a_s) / l_f|) + b_f over ``n_anchors`` training simulations a_s, with
     k(r) = (1 + sqrt(5) r + 5 r^2 / 3) exp(-sqrt(5) r).
+
+    Parameters sampled uniformly in log (the feedback efficiencies) are first warped to the
+    unit interval in log (:func:`log_warp`): min-max scaled linearly, most simulations sit in
+    the lowest fifth of their range, where the fields change fastest.
 
     Buffers, not parameters: they are fitted in closed form before training
     (:func:`astroflow.families.gan2d.kernel_fit.fit_kernel_regression`) and travel in the
@@ -137,9 +148,10 @@ class KernelRegression(nn.Module):
         self.register_buffer("weights", torch.zeros(n_anchors, n_fields, dtype=wide))
         self.register_buffer("inverse_lengths", torch.zeros(n_fields, n_params, dtype=wide))
         self.register_buffer("bias", torch.zeros(n_fields, dtype=wide))
+        self.register_buffer("log_ratios", torch.zeros(n_params, dtype=wide))
 
     def forward(self, params: torch.Tensor) -> torch.Tensor:
-        p = params.to(self.anchors.dtype)
+        p = log_warp(params.to(self.anchors.dtype), self.log_ratios)
         offsets = (p[:, None, None, :] - self.anchors[None, :, None, :]) * self.inverse_lengths
         r = math.sqrt(5.0) * offsets.square().sum(dim=-1).sqrt()  # (B, S, F)
         kernel = (1.0 + r + r.square() / 3.0) * torch.exp(-r)

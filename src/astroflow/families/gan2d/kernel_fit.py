@@ -23,24 +23,28 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-from astroflow.models.gan2d import KernelRegression
+from astroflow.maps.cmd import LH_RANGES, LOG_SAMPLED
+from astroflow.models.gan2d import KernelRegression, log_warp
 
 RESTARTS = 2
 """Extra random starts of the marginal-likelihood optimizer (beside the unit lengths)."""
 
 
 def fit_kernel_regression(
-    params: np.ndarray, values: np.ndarray, seed: int
+    params: np.ndarray, values: np.ndarray, seed: int, log_ratios: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """Buffers of :class:`KernelRegression` fitted to ``values`` (S, F) at scaled ``params``
-    (S, P).
+    (S, P), regressed on in log where ``log_ratios`` (P,) is positive (:func:`log_warp`).
 
     Per field: the values standardized, then a process with kernel c * Matern 5/2(lengths) +
     white noise whose hyperparameters maximize the marginal likelihood (``seed`` fixes the
     optimizer's restarts, so every run and every rank fits the same function).
     """
-    params, values = np.asarray(params, np.float64), np.asarray(values, np.float64)
-    n_sims, n_params = params.shape
+    values = np.asarray(values, np.float64)
+    n_sims, n_params = np.shape(params)
+    log_ratios = np.zeros(n_params) if log_ratios is None else np.asarray(log_ratios, np.float64)
+    params = log_warp(torch.as_tensor(params, dtype=torch.float64), torch.from_numpy(log_ratios))
+    params = params.numpy()
     if values.shape[0] != n_sims:
         raise ValueError(f"{values.shape[0]} rows of values for {n_sims} rows of parameters")
     weights = np.zeros((n_sims, values.shape[1]))
@@ -66,7 +70,15 @@ def fit_kernel_regression(
         "weights": weights,
         "inverse_lengths": inverse_lengths,
         "bias": bias,
+        "log_ratios": log_ratios,
     }
+
+
+def log_ratios_of(params: list[str]) -> np.ndarray:
+    """ln(max / min) of the LH range of each parameter sampled in log, 0 for the others."""
+    return np.array(
+        [np.log(LH_RANGES[p][1] / LH_RANGES[p][0]) if p in LOG_SAMPLED else 0.0 for p in params]
+    )
 
 
 def load_kernel_regression(module: KernelRegression, fitted: dict[str, np.ndarray]) -> None:

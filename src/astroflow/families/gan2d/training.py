@@ -35,7 +35,11 @@ from astroflow.batch import Batch
 from astroflow.engine.distributed import World
 from astroflow.engine.family import Parts, Paths, StepContext, TrainingFamily, Validation
 from astroflow.families.gan2d.emulate import generate, group_by_simulation, validation_score
-from astroflow.families.gan2d.kernel_fit import fit_kernel_regression, load_kernel_regression
+from astroflow.families.gan2d.kernel_fit import (
+    fit_kernel_regression,
+    load_kernel_regression,
+    log_ratios_of,
+)
 from astroflow.families.gan2d.statistics import (
     QUANTILES,
     SimulationTargets,
@@ -142,10 +146,10 @@ class Gan2dTraining(TrainingFamily):
         if not cfg["augment"]:
             train.n_transforms = 1  # the epoch plan then asks for the identity only
         self.targets, sim_params, sim_std = training_targets(train)
-        self.mean_fit = fit_kernel_regression(
-            sim_params, self.targets.quantiles.double().mean(dim=-1).numpy(), cfg["seed"]
-        )
-        self.scale_fit = fit_kernel_regression(sim_params, np.log(sim_std), cfg["seed"])
+        log_ratios = log_ratios_of(cfg["params"])
+        means = self.targets.quantiles.double().mean(dim=-1).numpy()
+        self.mean_fit = fit_kernel_regression(sim_params, means, cfg["seed"], log_ratios)
+        self.scale_fit = fit_kernel_regression(sim_params, np.log(sim_std), cfg["seed"], log_ratios)
         return train, ShardDataset(val_paths, cfg["fields"], cfg["params"])
 
     def arch(self, cfg: Mapping[str, Any], train_set: ShardDataset) -> dict[str, Any]:
