@@ -181,7 +181,7 @@ def test_the_kernel_regression_is_the_gaussian_process_posterior_mean():
 
 def test_the_generator_scales_and_shifts_its_fluctuations_by_the_kernel_fits():
     torch.manual_seed(0)
-    generator = Generator(2, 3, 16, latent=2, width=4, depth=2, embed=4, mean_anchors=30).eval()
+    generator = Generator(2, 3, 16, latent=2, width=4, depth=2, embed=4, kernel_anchors=30).eval()
     z, p = [torch.randn(generator.latent_shapes(4)[0])], torch.rand(4, 3)
     fluctuation = generator(z, p)  # both fits zero: mean 0, scale exp(0) = 1
     train = np.random.default_rng(1).random((30, 3))

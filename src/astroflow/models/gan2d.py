@@ -42,6 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from astroflow.maps.power_spectrum import k_modulus_units
+
 NEGATIVE_SLOPE = 0.2
 FILTER_BASIS = 8
 """Gaussian bumps in log |k| whose weighted sum is the log gain of a spectral filter."""
@@ -71,9 +73,7 @@ def _log_k_basis(map_size: int, n_basis: int) -> torch.Tensor:
     wide; the k = 0 mode is treated as |k| = 1/2. Being a partition of unity, zero weights
     give a gain of 1 everywhere (the identity).
     """
-    ky = np.fft.fftfreq(map_size, d=1.0 / map_size)
-    kx = np.fft.rfftfreq(map_size, d=1.0 / map_size)
-    log_k = np.log(np.maximum(np.hypot(ky[:, None], kx[None, :]), 0.5))
+    log_k = np.log(np.maximum(k_modulus_units(map_size), 0.5))
     centres = np.linspace(0.0, math.log(map_size / math.sqrt(2.0)), n_basis)
     width = centres[1] - centres[0]
     bumps = np.exp(-0.5 * ((log_k[None] - centres[:, None, None]) / width) ** 2)
@@ -166,7 +166,7 @@ class Generator(nn.Module):
     features after the first half of them; the maps are a 1x1 convolution of the last
     features plus one of the filtered noise; these fluctuations are multiplied by the fitted
     pixel scale of every field at the parameters and shifted by its fitted mean (two
-    :class:`KernelRegression` over ``mean_anchors`` training simulations) plus a learnt
+    :class:`KernelRegression` over ``kernel_anchors`` training simulations) plus a learnt
     correction of the mean, a linear function of the parameter embedding (zero at first).
     """
 
@@ -179,7 +179,7 @@ class Generator(nn.Module):
         width: int = 32,
         depth: int = 4,
         embed: int = 64,
-        mean_anchors: int = 0,
+        kernel_anchors: int = 0,
     ) -> None:
         super().__init__()
         if depth < 1 or map_size < 4:
@@ -201,8 +201,8 @@ class Generator(nn.Module):
         self.offset = nn.Linear(embed, n_fields)
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
-        self.mean = KernelRegression(n_fields, n_params, mean_anchors)
-        self.log_scale = KernelRegression(n_fields, n_params, mean_anchors)
+        self.mean = KernelRegression(n_fields, n_params, kernel_anchors)
+        self.log_scale = KernelRegression(n_fields, n_params, kernel_anchors)
 
     def latent_shapes(self, batch: int) -> list[tuple[int, int, int, int]]:
         """Shapes of the Gaussian latents of ``batch`` maps: one white-noise field of

@@ -55,7 +55,7 @@ VALIDATION_SEED = 0
 
 def generator_arch(cfg: Mapping[str, Any], map_size: int, n_sims: int) -> dict[str, Any]:
     """Constructor arguments of the generator (what ``model.pt`` rebuilds); ``n_sims``
-    training simulations anchor its mean."""
+    training simulations anchor its kernel regressions of the fields' means and scales."""
     return {
         "n_fields": len(cfg["fields"]),
         "n_params": len(cfg["params"]),
@@ -64,7 +64,7 @@ def generator_arch(cfg: Mapping[str, Any], map_size: int, n_sims: int) -> dict[s
         "width": cfg["width"],
         "depth": cfg["depth"],
         "embed": cfg["embed"],
-        "mean_anchors": n_sims,
+        "kernel_anchors": n_sims,
     }
 
 
@@ -145,11 +145,10 @@ class Gan2dTraining(TrainingFamily):
         train = ShardDataset(train_paths, cfg["fields"], cfg["params"])
         if not cfg["augment"]:
             train.n_transforms = 1  # the epoch plan then asks for the identity only
-        self.targets, sim_params, sim_std = training_targets(train)
+        self.targets, sim_params, (means, stds) = training_targets(train)
         log_ratios = log_ratios_of(cfg["params"])
-        means = self.targets.quantiles.double().mean(dim=-1).numpy()
         self.mean_fit = fit_kernel_regression(sim_params, means, cfg["seed"], log_ratios)
-        self.scale_fit = fit_kernel_regression(sim_params, np.log(sim_std), cfg["seed"], log_ratios)
+        self.scale_fit = fit_kernel_regression(sim_params, np.log(stds), cfg["seed"], log_ratios)
         return train, ShardDataset(val_paths, cfg["fields"], cfg["params"])
 
     def arch(self, cfg: Mapping[str, Any], train_set: ShardDataset) -> dict[str, Any]:
@@ -295,18 +294,24 @@ class Gan2dTraining(TrainingFamily):
 
 def training_targets(train: ShardDataset) -> tuple[SimulationTargets, np.ndarray, np.ndarray]:
     """Statistics of every training simulation from all its maps (:mod:`.statistics`), read
-    one simulation at a time: the targets of the generator's statistics terms; and the
-    simulations' scaled parameters (S, P), in the targets' order of rows."""
-    maps, ids, params, stds = [], [], {}, {}
+    one simulation at a time: the targets of the generator's statistics terms; and, in the
+    targets' order of rows, the simulations' scaled parameters (S, P) and the mean and
+    standard deviation of each field's pixels (2, S, F), which its kernel regressions fit."""
+    maps, ids, params, moments = [], [], {}, {}
     for group in group_by_simulation(train):
         maps.append(train[list(group)].x.numpy())
         ids.append(train.sim_ids[group])
-        params[int(train.sim_ids[group[0]])] = train.targets[group[0]]
-        stds[int(train.sim_ids[group[0]])] = maps[-1].std(axis=(0, 2, 3), dtype=np.float64)
+        sim = int(train.sim_ids[group[0]])
+        params[sim] = train.targets[group[0]]
+        moments[sim] = [f(maps[-1], axis=(0, 2, 3), dtype=np.float64) for f in (np.mean, np.std)]
     quantiles = min(QUANTILES, train.map_size**2)
     targets = simulation_targets(np.concatenate(maps), np.concatenate(ids), quantiles)
     order = [int(sim) for sim in targets.sim_ids]
-    return targets, np.stack([params[s] for s in order]), np.stack([stds[s] for s in order])
+    return (
+        targets,
+        np.stack([params[s] for s in order]),
+        np.stack([moments[s] for s in order], axis=1),
+    )
 
 
 def _side_by_side(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
