@@ -18,7 +18,9 @@ from astroflow.families.gan2d import statistics
 from astroflow.families.gan2d.kernel_fit import (
     RESTARTS,
     fit_kernel_regression,
+    fit_quantile_shapes,
     load_kernel_regression,
+    load_quantile_map,
     log_ratios_of,
 )
 from astroflow.families.gan2d.statistics import binning_matrix, set_spectra
@@ -33,6 +35,7 @@ from astroflow.models.gan2d import (
     FiLMBlock,
     Generator,
     KernelRegression,
+    QuantileMap,
     SpectralFilter,
     log_warp,
 )
@@ -328,3 +331,78 @@ def test_two_gloo_processes_train_gan2d_with_the_r1_penalty(tmp_path, shards):
     payload = torch.load(out / "model.pt", weights_only=True)
     assert payload["run"]["world_size"] == 2 and payload["run"]["backend"] == "gloo"
     assert all(torch.isfinite(t).all() for t in payload["state_dict"].values())
+
+
+def skewed_simulations(params: np.ndarray, rng: np.random.Generator, n: int = 4096):
+    """Pixels of log-normal fields whose skewness grows with the first parameter and whose
+    mean the second moves: per simulation (S, n), then the quantile means and moments."""
+    sigma = 0.2 + 0.8 * params[:, :1]
+    pixels = np.exp(sigma * rng.standard_normal((len(params), n))) + params[:, 1:2]
+    quantiles = statistics.exact_quantile_means(pixels, 64)[:, None]  # (S, 1, L)
+    moments = np.stack([pixels.mean(axis=1), pixels.std(axis=1)])[:, :, None]  # (2, S, 1)
+    return pixels, quantiles, moments
+
+
+def test_the_quantile_map_interpolates_pixel_distributions_between_simulations():
+    """Fitted on 40 simulations of log-normal pixels, it predicts the standardized quantile
+    function at unseen parameters several times closer than the mean shape does."""
+    rng = np.random.default_rng(0)
+    train, test = rng.random((40, 2)), rng.random((10, 2))
+    _, quantiles, moments = skewed_simulations(train, rng, 16384)
+    fitted = fit_quantile_shapes(train, quantiles, moments, components=3, seed=0)
+    module = QuantileMap(1, 2, 40, levels=64, components=3)
+    load_quantile_map(module, fitted)
+    _, truth, truth_moments = skewed_simulations(test, rng, 16384)
+    truth = (truth[:, 0] - truth_moments[0]) / truth_moments[1]
+    predicted = module.quantiles(torch.from_numpy(test)).numpy()[:, 0]
+    error = np.abs(predicted - truth).mean(axis=1)
+    baseline = np.abs(fitted["shape_mean"][0] - truth).mean(axis=1)
+    assert np.median(error) < 0.25 * np.median(baseline)
+    assert np.all(np.diff(predicted, axis=1) >= 0)  # a quantile function
+
+
+def test_the_quantile_map_keeps_pixel_order_and_gives_the_predicted_distribution():
+    """Gaussian maps moved onto a skewed quantile function: the same order of pixels, and
+    the quantile means of the result are those of the function, about the given mean and
+    scale."""
+    rng = np.random.default_rng(1)
+    _, quantiles, moments = skewed_simulations(np.array([[0.9, 0.0]]), rng, 65536)
+    shape = (quantiles[0, 0] - moments[0, 0]) / moments[1, 0]
+    module = QuantileMap(1, 2, 0, levels=64, components=1)
+    module.shape_mean.copy_(torch.from_numpy(shape[None]))
+    maps = torch.randn(3, 1, 32, 32, dtype=torch.float64)
+    params = torch.rand(3, 2, dtype=torch.float64)
+    mean, scale = torch.tensor([[0.5]] * 3), torch.tensor([[2.0]] * 3)
+    out = module(maps, params, mean, scale)
+    assert torch.equal(out.flatten(1).argsort(), maps.flatten(1).argsort())
+    for row in out.numpy():
+        got = statistics.exact_quantile_means(row.ravel(), 64)
+        assert np.abs(got - (0.5 + 2.0 * shape)).max() < 1e-9  # every interval's mean
+        assert abs(row.mean() - 0.5) < 1e-9
+
+
+def test_only_the_generator_in_eval_mode_applies_its_quantile_map():
+    torch.manual_seed(0)
+    generator = Generator(
+        2,
+        3,
+        16,
+        latent=2,
+        width=4,
+        depth=2,
+        embed=4,
+        kernel_anchors=30,
+        shape_levels=16,
+        shape_components=2,
+    )
+    z, p = [torch.randn(generator.latent_shapes(4)[0])], torch.rand(4, 3)
+    generator.quantile_map.shape_mean.copy_(torch.linspace(-2, 2, 16).expand(2, 16))
+    trained = generator.train()(z, p)
+    product = generator.eval()(z, p)
+    assert torch.equal(product.flatten(2).argsort(), trained.flatten(2).argsort())
+    ordered = product.flatten(2).sort().values  # 16 pixels per level, its centre between two
+    levels = (ordered[..., 7::16] + ordered[..., 8::16]) / 2
+    assert torch.allclose(levels, torch.linspace(-2, 2, 16), atol=1e-6)
+    assert not torch.allclose(product, trained, atol=0.1)
+    with pytest.raises(ValueError, match="shape_levels"):
+        Generator(2, 3, 16, shape_levels=16, shape_components=0)

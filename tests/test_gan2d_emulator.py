@@ -103,7 +103,10 @@ def test_floor_is_small_baseline_gets_pk_and_an_untrained_gan_is_far(trained):
         row = result["summary"]["fields"][field]
         # Fresh maps of the same parameters differ only by sample variance.
         assert row["spectrum"]["floor"] < 0.3 and row["pdf"]["floor"] < 0.1
-        assert row["pdf"]["gan"] > 2 * row["pdf"]["floor"]  # one epoch of a tiny GAN
+        # One epoch of a tiny GAN: far from the floor, but the regressions of the training
+        # simulations' pixel distributions its quantile map applies are close.
+        assert row["pdf"]["network"] > 2 * row["pdf"]["floor"]
+        assert row["pdf"]["gan"] < 0.5 * row["pdf"]["network"]
     # Mgas is exactly a log-normal field: the two-point baseline matches its P(k) and PDF.
     mgas = result["summary"]["fields"]["Mgas"]
     assert mgas["spectrum"]["baseline"] < 0.35 and mgas["pdf"]["baseline"] < 0.1

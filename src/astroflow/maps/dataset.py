@@ -210,6 +210,13 @@ class ShardDataset(Dataset):
         """
         out = np.empty((len(local), len(self.fields), self.map_size, self.map_size), np.float32)
         runs_of = {shard: self._mapped_runs(shard) for shard in set(shards)}
+        whole = {s: runs[0][2] for s, runs in runs_of.items() if runs and len(runs) == 1}
+        if len(whole) == len(runs_of):
+            # Every shard's selection is one run of channels: one copy per map, and the
+            # least Python per row (it is a tenth of a 64x64 map's cost).
+            for row, (shard, i) in enumerate(zip(shards, local, strict=True)):
+                out[row] = whole[shard][i]
+            return out
         for row, (shard, i) in enumerate(zip(shards, local, strict=True)):
             runs = runs_of[shard]
             if runs is None:

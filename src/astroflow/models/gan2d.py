@@ -158,6 +158,60 @@ class KernelRegression(nn.Module):
         return (self.bias + (kernel * self.weights).sum(dim=1)).to(params.dtype)
 
 
+class QuantileMap(nn.Module):
+    """Maps (B, F, N, N) -> the same maps with each map's pixels, field by field, moved in rank
+    order onto a quantile function predicted at the parameters: value = mean + scale * q(u)
+    at the pixel's probability u = (rank + 1/2) / N^2.
+
+    q is the standardized quantile function of the field at ``levels`` equal-probability
+    intervals: a mean shape plus ``components`` principal shapes whose coefficients a
+    :class:`KernelRegression` predicts from the parameters, made non-decreasing. Inside an
+    interval the values are linear about its quantile mean with the smaller of the steps to
+    its neighbours as slope: every interval keeps its mean exactly (where the maps' pixels
+    split evenly between intervals), and the values never decrease across intervals.
+    The order of the pixels, hence the maps' structure, is the caller's; their one-point
+    distribution is this interpolation of the training simulations' distributions. All zero
+    (``levels`` 0), it is not used.
+    """
+
+    def __init__(
+        self, n_fields: int, n_params: int, n_anchors: int = 0, levels: int = 0, components: int = 0
+    ) -> None:
+        super().__init__()
+        wide = torch.float64
+        self.levels, self.components = levels, components
+        self.register_buffer("shape_mean", torch.zeros(n_fields, levels, dtype=wide))
+        self.register_buffer("shape_basis", torch.zeros(n_fields, components, levels, dtype=wide))
+        self.coefficients = KernelRegression(n_fields * components, n_params, n_anchors)
+
+    def quantiles(self, params: torch.Tensor) -> torch.Tensor:
+        """Standardized quantile functions (B, F, levels) at scaled ``params`` (B, P)."""
+        c = self.coefficients(params.to(self.shape_mean.dtype)).unflatten(-1, (-1, self.components))
+        shape = self.shape_mean + torch.einsum("bfk,fkl->bfl", c, self.shape_basis)
+        return shape.cummax(dim=-1).values
+
+    def forward(
+        self, maps: torch.Tensor, params: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
+        flat = maps.flatten(2)
+        n = flat.shape[-1]
+        order = flat.argsort(dim=-1)
+        ranks = torch.empty_like(order).scatter_(
+            -1, order, torch.arange(n, device=maps.device).expand_as(order)
+        )
+        position = (ranks.to(torch.float64) + 0.5) * (self.levels / n)
+        level = position.long().clamp(max=self.levels - 1)
+        q = self.quantiles(params)
+        steps = q.diff(dim=-1)
+        slopes = torch.minimum(
+            torch.cat([steps[..., :1], steps], -1), torch.cat([steps, steps[..., -1:]], -1)
+        )
+        offset = position - level - 0.5  # in [-1/2, 1/2) about the level's centre
+        standard = q.gather(-1, level) + offset * slopes.gather(-1, level)
+        values = mean.to(q.dtype)[:, :, None] + scale.to(q.dtype)[:, :, None] * standard
+        return values.to(maps.dtype).view_as(maps)
+
+
 class Generator(nn.Module):
     """White noise (:meth:`latent_shapes`) and scaled parameters (B, P) -> maps (B, C, N, N).
 
@@ -168,6 +222,11 @@ class Generator(nn.Module):
     pixel scale of every field at the parameters and shifted by its fitted mean (two
     :class:`KernelRegression` over ``kernel_anchors`` training simulations) plus a learnt
     correction of the mean, a linear function of the parameter embedding (zero at first).
+
+    With ``shape_levels`` (a :class:`QuantileMap`), the maps of the network in eval mode, the
+    one every product uses, have their pixels moved in rank order onto the quantile function
+    the training simulations' distributions predict at the parameters, about the fitted mean
+    and scale: the network is trained as without it, and supplies the order of the pixels.
     """
 
     def __init__(
@@ -180,10 +239,17 @@ class Generator(nn.Module):
         depth: int = 4,
         embed: int = 64,
         kernel_anchors: int = 0,
+        shape_levels: int = 0,
+        shape_components: int = 0,
     ) -> None:
         super().__init__()
         if depth < 1 or map_size < 4:
             raise ValueError(f"depth must be >= 1 and map_size >= 4, got {depth}, {map_size}")
+        if shape_levels == 1 or (shape_levels and not shape_components):
+            raise ValueError(
+                f"shape_levels must be 0 or >= 2 with shape_components >= 1, got "
+                f"{shape_levels} and {shape_components}"
+            )
         self.latent, self.map_size = latent, map_size
         self.embed = nn.Sequential(
             nn.Linear(n_params, embed), nn.LeakyReLU(NEGATIVE_SLOPE), nn.Linear(embed, embed)
@@ -203,13 +269,20 @@ class Generator(nn.Module):
         nn.init.zeros_(self.offset.bias)
         self.mean = KernelRegression(n_fields, n_params, kernel_anchors)
         self.log_scale = KernelRegression(n_fields, n_params, kernel_anchors)
+        self.quantile_map = QuantileMap(
+            n_fields, n_params, kernel_anchors, shape_levels, shape_components
+        )
 
     def latent_shapes(self, batch: int) -> list[tuple[int, int, int, int]]:
         """Shapes of the Gaussian latents of ``batch`` maps: one white-noise field of
         ``latent`` channels at the maps' resolution."""
         return [(batch, self.latent, self.map_size, self.map_size)]
 
-    def forward(self, latents: list[torch.Tensor], params: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, latents: list[torch.Tensor], params: torch.Tensor, mapped: bool | None = None
+    ) -> torch.Tensor:
+        """Maps from ``latents`` at ``params``; through the quantile map where there is one
+        and ``mapped`` says so (default: in eval mode)."""
         (z,) = latents
         e = self.embed(params)
         g = self.noise_filter(z, e)
@@ -223,7 +296,10 @@ class Generator(nn.Module):
         mean = self.offset(e) + self.mean(params)
         scale = torch.exp(self.log_scale(params))
         fluctuation = self.out(h) + self.linear(g)
-        return fluctuation * scale[:, :, None, None] + mean[:, :, None, None]
+        maps = fluctuation * scale[:, :, None, None] + mean[:, :, None, None]
+        if self.quantile_map.levels and (not self.training if mapped is None else mapped):
+            return self.quantile_map(maps, params, self.mean(params), scale)
+        return maps
 
 
 class Critic(nn.Module):

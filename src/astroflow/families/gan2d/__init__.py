@@ -184,6 +184,14 @@ class Gan2d(Family):
             "description": "weight of the mean |pixel mean_gen - pixel mean_sim| per field (the "
             "shift part of the W1 distance)",
         },
+        "shape_components": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 6,
+            "description": "principal shapes of the fields' pixel distributions that a "
+            "kernel regression interpolates between the training simulations; the products' "
+            "pixels are moved in rank order onto them (0: the network's own distribution)",
+        },
         "instance_noise": {
             "type": "number",
             "minimum": 0,

@@ -20,10 +20,16 @@ BATCH = 64
 
 @torch.no_grad()
 def generate(
-    model: nn.Module, params: np.ndarray, n_per: int, seed: int, device: torch.device | str
+    model: nn.Module,
+    params: np.ndarray,
+    n_per: int,
+    seed: int,
+    device: torch.device | str,
+    mapped: bool = True,
 ) -> np.ndarray:
     """``n_per`` maps for every row of ``params`` (S, P) scaled to [0, 1]: (S * n_per, C, N, N)
-    float32, row ``s``'s maps at ``s * n_per ...``; latents drawn from ``seed``."""
+    float32, row ``s``'s maps at ``s * n_per ...``; latents drawn from ``seed``. ``mapped``
+    False: the network's maps before the generator's quantile map."""
     model.eval()
     conditions = np.repeat(np.asarray(params, dtype=np.float32), n_per, axis=0)
     source = torch.Generator().manual_seed(seed)
@@ -33,7 +39,7 @@ def generate(
         latents = [
             torch.randn(shape, generator=source).to(device) for shape in model.latent_shapes(len(p))
         ]
-        out.append(model(latents, p.to(device)).float().cpu().numpy())
+        out.append(model(latents, p.to(device), mapped).float().cpu().numpy())
     return np.concatenate(out)
 
 

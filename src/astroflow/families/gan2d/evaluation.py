@@ -8,6 +8,8 @@ parameters, and three sets are compared with the real maps, field by field and p
 - ``floor``: maps that differ from the real ones only by chance, the best any emulator can
   do. Synthetic data: fresh maps from the data's own generator at the same parameters and a
   new seed; real CMD data: the simulation's maps split in halves (first against second);
+- ``network``, where the generator has a quantile map: the same maps before it, the
+  network's own pixel distribution (what the map adds, in numbers);
 - ``baseline``: Gaussian log fields (log-normal maps) with the mean auto and cross spectra and
   pixel means of the nearest training simulations in parameter space (a two-point emulator).
 
@@ -78,7 +80,8 @@ def evaluate_emulator(
     neighbours = _NearestSpectra(train, box, settings["baseline_neighbours"])
     floor = _floor_maker(test, fields, config)
 
-    per_sim: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in SETS}
+    sets = SETS + (("network",) if generator.quantile_map.levels else ())
+    per_sim: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in sets}
     generated_maps, real_maps = [], []
     for group in group_by_simulation(test):
         real = test[list(group)].x.numpy().astype(np.float64)
@@ -87,7 +90,12 @@ def evaluate_emulator(
         fake = generate(generator, test.targets[group[:1]], len(group), seed, "cpu")
         reference, floor_set = floor(group, real, seed)
         baseline = neighbours.baseline(test.targets[group[0]], len(group), real.shape[-1], seed)
-        for name, maps in (("gan", fake), ("floor", floor_set), ("baseline", baseline)):
+        compared = {"gan": fake, "floor": floor_set, "baseline": baseline}
+        if "network" in per_sim:
+            compared["network"] = generate(
+                generator, test.targets[group[:1]], len(group), seed, "cpu", mapped=False
+            )
+        for name, maps in compared.items():
             per_sim[name].append(compare_sets(maps, reference, box, log10_std))
         generated_maps.append(fake)
         real_maps.append(real)
@@ -132,13 +140,13 @@ def _summary(per_sim: Mapping[str, list[dict]], fields: Sequence[str]) -> dict[s
     return {
         "fields": {
             field: {
-                key: {name: median(name, key, f) for name in SETS} for key in ("spectrum", "pdf")
+                key: {name: median(name, key, f) for name in per_sim} for key in ("spectrum", "pdf")
             }
             for f, field in enumerate(fields)
         },
         "pairs": {
             f"{fields[a]}-{fields[b]}": {
-                "correlation": {name: median(name, "correlation", j) for name in SETS}
+                "correlation": {name: median(name, "correlation", j) for name in per_sim}
             }
             for j, (a, b) in enumerate(pairs)
         },

@@ -24,7 +24,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from astroflow.maps.cmd import LH_RANGES, LOG_SAMPLED
-from astroflow.models.gan2d import KernelRegression, log_warp
+from astroflow.models.gan2d import KernelRegression, QuantileMap, log_warp
 
 RESTARTS = 2
 """Extra random starts of the marginal-likelihood optimizer (beside the unit lengths)."""
@@ -86,3 +86,44 @@ def load_kernel_regression(module: KernelRegression, fitted: dict[str, np.ndarra
     for name, value in fitted.items():
         buffer = getattr(module, name)
         buffer.copy_(torch.as_tensor(value, dtype=buffer.dtype, device=buffer.device))
+
+
+def fit_quantile_shapes(
+    params: np.ndarray,
+    quantiles: np.ndarray,
+    moments: np.ndarray,
+    components: int,
+    seed: int,
+    log_ratios: np.ndarray | None = None,
+) -> dict[str, object]:
+    """Buffers of :class:`QuantileMap` from the training simulations' quantile means
+    ``quantiles`` (S, F, L) and pixel ``moments`` (2, S, F) (mean, standard deviation), at
+    scaled ``params`` (S, P).
+
+    Per field, the standardized quantile functions are the mean shape plus the ``components``
+    leading principal shapes (a few carry the skewness and tails the parameters move; the
+    rest is the noise of 15 maps), and a kernel regression of every simulation's coefficients
+    predicts them at new parameters.
+    """
+    quantiles = np.asarray(quantiles, np.float64)
+    means, stds = np.asarray(moments, np.float64)
+    shapes = (quantiles - means[..., None]) / stds[..., None]
+    n_sims, n_fields, levels = shapes.shape
+    mean_shape = shapes.mean(axis=0)
+    basis = np.zeros((n_fields, components, levels))
+    coefficients = np.zeros((n_sims, n_fields, components))
+    for f in range(n_fields):
+        centred = shapes[:, f] - mean_shape[f]
+        leading = np.linalg.svd(centred, full_matrices=False)[2][:components]
+        basis[f, : len(leading)] = leading
+        coefficients[:, f] = centred @ basis[f].T
+    fitted = fit_kernel_regression(params, coefficients.reshape(n_sims, -1), seed, log_ratios)
+    return {"shape_mean": mean_shape, "shape_basis": basis, "coefficients": fitted}
+
+
+def load_quantile_map(module: QuantileMap, fitted: dict[str, object]) -> None:
+    """Copy :func:`fit_quantile_shapes` buffers into ``module``."""
+    for name in ("shape_mean", "shape_basis"):
+        buffer = getattr(module, name)
+        buffer.copy_(torch.as_tensor(fitted[name], dtype=buffer.dtype, device=buffer.device))
+    load_kernel_regression(module.coefficients, fitted["coefficients"])

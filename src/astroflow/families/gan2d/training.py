@@ -37,7 +37,9 @@ from astroflow.engine.family import Parts, Paths, StepContext, TrainingFamily, V
 from astroflow.families.gan2d.emulate import generate, group_by_simulation, validation_score
 from astroflow.families.gan2d.kernel_fit import (
     fit_kernel_regression,
+    fit_quantile_shapes,
     load_kernel_regression,
+    load_quantile_map,
     log_ratios_of,
 )
 from astroflow.families.gan2d.statistics import (
@@ -53,9 +55,13 @@ VALIDATION_SEED = 0
 """Seed of the fixed latents that validation and the TensorBoard grids use every epoch."""
 
 
-def generator_arch(cfg: Mapping[str, Any], map_size: int, n_sims: int) -> dict[str, Any]:
+def generator_arch(
+    cfg: Mapping[str, Any], map_size: int, n_sims: int, levels: int
+) -> dict[str, Any]:
     """Constructor arguments of the generator (what ``model.pt`` rebuilds); ``n_sims``
-    training simulations anchor its kernel regressions of the fields' means and scales."""
+    training simulations anchor its kernel regressions of the fields' means, scales and, with
+    ``shape_components``, quantile functions at ``levels`` intervals."""
+    components = cfg["shape_components"]
     return {
         "n_fields": len(cfg["fields"]),
         "n_params": len(cfg["params"]),
@@ -65,6 +71,8 @@ def generator_arch(cfg: Mapping[str, Any], map_size: int, n_sims: int) -> dict[s
         "depth": cfg["depth"],
         "embed": cfg["embed"],
         "kernel_anchors": n_sims,
+        "shape_levels": levels if components else 0,
+        "shape_components": components,
     }
 
 
@@ -132,6 +140,7 @@ class Gan2dTraining(TrainingFamily):
         self.targets: SimulationTargets | None = None
         self.mean_fit: dict[str, np.ndarray] = {}
         self.scale_fit: dict[str, np.ndarray] = {}
+        self.shape_fit: dict[str, Any] = {}
 
     def check(self, cfg: Mapping[str, Any]) -> None:
         for key in ("fields", "params"):
@@ -149,17 +158,29 @@ class Gan2dTraining(TrainingFamily):
         log_ratios = log_ratios_of(cfg["params"])
         self.mean_fit = fit_kernel_regression(sim_params, means, cfg["seed"], log_ratios)
         self.scale_fit = fit_kernel_regression(sim_params, np.log(stds), cfg["seed"], log_ratios)
+        if cfg["shape_components"]:
+            self.shape_fit = fit_quantile_shapes(
+                sim_params,
+                self.targets.quantiles.numpy(),
+                np.stack([means, stds]),
+                cfg["shape_components"],
+                cfg["seed"],
+                log_ratios,
+            )
         return train, ShardDataset(val_paths, cfg["fields"], cfg["params"])
 
     def arch(self, cfg: Mapping[str, Any], train_set: ShardDataset) -> dict[str, Any]:
         size = train_set.map_size
-        generator = generator_arch(cfg, size, len(self.mean_fit["anchors"]))
+        levels = self.targets.quantiles.shape[-1]
+        generator = generator_arch(cfg, size, len(self.mean_fit["anchors"]), levels)
         return {"generator": generator, "critic": critic_arch(cfg, size)}
 
     def networks(self, arch: Mapping[str, Any]) -> dict[str, nn.Module]:
         generator = Generator(**arch["generator"])
         load_kernel_regression(generator.mean, self.mean_fit)
         load_kernel_regression(generator.log_scale, self.scale_fit)
+        if self.shape_fit:
+            load_quantile_map(generator.quantile_map, self.shape_fit)
         return {"generator": generator, "critic": Critic(**arch["critic"])}
 
     def optimizers(
