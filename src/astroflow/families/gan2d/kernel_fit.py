@@ -1,4 +1,4 @@
-"""The generator's bases for the mean and the pixel scale of every field at given parameters:
+"""The generator's bases for the mean, the pixel scale and the pixel distribution of every field:
 Gaussian-process regressions of the training simulations' mean log values and log pixel
 standard deviations on their parameters.
 
