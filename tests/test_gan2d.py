@@ -404,5 +404,7 @@ def test_only_the_generator_in_eval_mode_applies_its_quantile_map():
     levels = (ordered[..., 7::16] + ordered[..., 8::16]) / 2
     assert torch.allclose(levels, torch.linspace(-2, 2, 16), atol=1e-6)
     assert not torch.allclose(product, trained, atol=0.1)
+    with torch.no_grad():  # the products from the network's maps of one pass
+        assert torch.equal(generator.map_pixels(trained, p), product)
     with pytest.raises(ValueError, match="shape_levels"):
         Generator(2, 3, 16, shape_levels=16, shape_components=0)

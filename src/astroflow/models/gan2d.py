@@ -293,13 +293,22 @@ class Generator(nn.Module):
             h = block(h, e)
         if self.middle >= len(self.blocks):
             h = self.feature_filter(h, e)
-        mean = self.offset(e) + self.mean(params)
+        fitted_mean = self.mean(params)
+        mean = self.offset(e) + fitted_mean
         scale = torch.exp(self.log_scale(params))
         fluctuation = self.out(h) + self.linear(g)
         maps = fluctuation * scale[:, :, None, None] + mean[:, :, None, None]
         if self.quantile_map.levels and (not self.training if mapped is None else mapped):
-            return self.quantile_map(maps, params, self.mean(params), scale)
+            return self.quantile_map(maps, params, fitted_mean, scale)
         return maps
+
+    def map_pixels(self, maps: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """The network's ``maps`` (``mapped=False``) at ``params`` as the products have them:
+        through the quantile map where there is one, so both come from one network pass."""
+        if not self.quantile_map.levels:
+            return maps
+        scale = torch.exp(self.log_scale(params))
+        return self.quantile_map(maps, params, self.mean(params), scale)
 
 
 class Critic(nn.Module):

@@ -87,14 +87,15 @@ def evaluate_emulator(
         real = test[list(group)].x.numpy().astype(np.float64)
         sim = int(test.sim_ids[group[0]])
         seed = int(np.random.SeedSequence([config["seed"], SAMPLE_SEED, sim]).generate_state(1)[0])
-        fake = generate(generator, test.targets[group[:1]], len(group), seed, "cpu")
+        network = generate(generator, test.targets[group[:1]], len(group), seed, "cpu", False)
+        with torch.no_grad():
+            conditions = torch.from_numpy(test.targets[group]).float()
+            fake = generator.map_pixels(torch.from_numpy(network), conditions).numpy()
         reference, floor_set = floor(group, real, seed)
         baseline = neighbours.baseline(test.targets[group[0]], len(group), real.shape[-1], seed)
         compared = {"gan": fake, "floor": floor_set, "baseline": baseline}
         if "network" in per_sim:
-            compared["network"] = generate(
-                generator, test.targets[group[:1]], len(group), seed, "cpu", mapped=False
-            )
+            compared["network"] = network
         for name, maps in compared.items():
             per_sim[name].append(compare_sets(maps, reference, box, log10_std))
         generated_maps.append(fake)

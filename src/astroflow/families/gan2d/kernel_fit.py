@@ -1,6 +1,6 @@
 """The generator's bases for the mean, the pixel scale and the pixel distribution of every field:
-Gaussian-process regressions of the training simulations' mean log values and log pixel
-standard deviations on their parameters.
+Gaussian-process regressions of the training simulations' mean log values, log pixel
+standard deviations and standardized quantile shapes on their parameters.
 
 Why not leave them to the network: the pixel distribution is judged against a noise floor of a
 few thousandths of a dex, and each simulation's mean is known to better than one thousandth
