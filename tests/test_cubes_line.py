@@ -66,13 +66,13 @@ def test_one_voxel_gives_a_gaussian_of_the_right_area_centre_and_width():
     assert np.all(np.delete(spectra.reshape(81, 4), 1, axis=1) == 0)
 
 
-def test_spectra_do_not_depend_on_the_block_size(monkeypatch):
+def test_spectra_do_not_depend_on_the_column_block(monkeypatch):
     rng = np.random.default_rng(0)
     intensity = rng.random((8, 5, 6), dtype=np.float32)
     velocity = rng.normal(0, 0.5, (8, 5, 6)).astype(np.float32)
     channels = np.linspace(-2, 2, 17)
     whole = line.optically_thin_spectra(intensity, velocity, channels, 0.2)
-    monkeypatch.setattr(line, "BLOCK_ELEMENTS", 8 * 7)  # 7 of the 30 columns per block
+    monkeypatch.setattr(line, "COLUMN_BLOCK", 7)  # 7 of the 30 columns per block
     np.testing.assert_allclose(
         line.optically_thin_spectra(intensity, velocity, channels, 0.2), whole, rtol=1e-6
     )

@@ -13,10 +13,10 @@ sum of ``mode_variance`` over the full (not half) Fourier grid.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy import fft
+
+from astroflow.cubes.kernels import add_normals, fill_complex_normals
 
 
 def wavenumber_grid(padded: int) -> np.ndarray:
@@ -70,38 +70,27 @@ def crop_mean_response(padded: int, n: int) -> np.ndarray:
     return dirichlet2(k)[:, None, None] * dirichlet2(k)[None, :, None] * dirichlet2(kz)
 
 
-def complex_normals(rng: np.random.Generator, scale: np.ndarray | float, size: int) -> np.ndarray:
-    """``size`` complex normals times ``scale`` (a scalar or (size,) float32): unit variance in
-    the real and in the imaginary part before scaling; complex64.
-
-    numpy's ziggurat draws one normal at a time (~9 ns each here); the Box-Muller transform
-    gives the same distribution in a few whole-array passes, about three times faster. One
-    64-bit draw per value: 32 bits set the modulus sqrt(-2 ln u) with u = (b + 1/2) 2^-32 in
-    (0, 1), so the modulus reaches 6.8 (a tail cut at probability 1e-10 per value), and 32 bits
-    set the phase.
-    """
-    words = rng.bit_generator.random_raw(size).view(np.uint32)
-    modulus = words[:size].astype(np.float32)
-    modulus += np.float32(0.5)
-    np.log(modulus, out=modulus)
-    modulus *= np.float32(-2.0)
-    modulus += np.float32(64.0 * math.log(2.0))  # -2 ln(b + 1/2) + 2 ln 2^32 = -2 ln u
-    np.sqrt(modulus, out=modulus)
-    modulus *= scale
-    phase = words[size:].astype(np.float32)
-    phase *= np.float32(2.0 * math.pi / 2.0**32)
-    out = np.empty(size, dtype=np.complex64)
-    out.real = np.multiply(np.cos(phase), modulus)
-    out.imag = np.multiply(np.sin(phase, out=phase), modulus, out=phase)
-    return out
+def philox_key(rng: np.random.Generator) -> tuple[np.uint64, np.uint64]:
+    """A fresh 64-bit Philox key from ``rng``, as the two 32-bit halves the kernels take: the
+    normals themselves come from a counter-based generator inside the compiled loop
+    (:mod:`astroflow.cubes.kernels`), one draw of ``rng`` per field."""
+    word = int(rng.bit_generator.random_raw())
+    return np.uint64(word & 0xFFFFFFFF), np.uint64(word >> 32)
 
 
-def standard_normals(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Independent standard normals of the given shape, float32: the real and imaginary parts
-    of :func:`complex_normals`, which are independent by construction."""
-    size = math.prod(shape)
-    pairs = complex_normals(rng, 1.0, (size + 1) // 2)
-    return pairs.view(np.float32)[:size].reshape(shape)
+def add_standard_normals(rng: np.random.Generator, out: np.ndarray, scale: float) -> None:
+    """Add ``scale`` times independent standard normals to the float32 array ``out`` in place."""
+    if out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError("add_standard_normals needs a C-contiguous float32 array")
+    add_normals(philox_key(rng), np.float32(scale), out.reshape(-1))
+
+
+def _runs(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and lengths of the runs of consecutive values in sorted ``indices``."""
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    lengths = np.diff(np.concatenate((starts, [indices.size])))
+    return indices[starts].astype(np.int64), lengths.astype(np.int64)
 
 
 class CroppedGaussianField:
@@ -112,8 +101,9 @@ class CroppedGaussianField:
     part (X(k) + X*(-k)) / 2 of the noise, which halves its variance; those planes are
     amplified by sqrt(2) to compensate, so every mode has exactly the requested variance.
     The amplitudes are computed once; :meth:`draw` is the per-core cost: one complex normal
-    per mode of non-zero variance (only those are drawn) and one single-precision inverse FFT
-    of the padded box. The mode buffer is reused between draws, so one instance must not be
+    per mode of non-zero variance (only those are drawn; along the last axis they form runs of
+    consecutive modes, which one compiled pass fills) and one single-precision inverse FFT of
+    the padded box. The mode buffers are reused between draws, so one instance must not be
     shared between threads.
     """
 
@@ -128,16 +118,28 @@ class CroppedGaussianField:
         plane_gain = 2.0 / full_grid_weights(padded)  # 2 on the two Hermitian planes, else 1
         # irfftn divides by padded^3; the complex normal has E|z|^2 = 2 (unit real and imag).
         amplitude = padded**3 * np.sqrt(mode_variance * plane_gain / 2.0)
-        # Flat indices, not a boolean mask: numpy scatters through them several times faster.
-        self._drawn = np.flatnonzero(mode_variance > 0)
-        self._amplitude = amplitude.reshape(-1)[self._drawn].astype(np.float32)
+        drawn = np.flatnonzero(mode_variance > 0)
+        self._run_start, self._run_length = _runs(drawn)
+        self._amplitude = amplitude.reshape(-1)[drawn].astype(np.float32)
         self._modes = np.zeros(shape, dtype=np.complex64)
+        self._values = np.empty(4 * ((drawn.size + 1) // 2), dtype=np.float32)
+
+    def draw_modes(self, rng: np.random.Generator) -> np.ndarray:
+        """Fill the mode buffer with a new realisation from ``rng`` and return it (no copy)."""
+        flat = self._modes.reshape(-1).view(np.float32)
+        fill_complex_normals(
+            philox_key(rng),
+            self._amplitude,
+            self._run_start,
+            self._run_length,
+            self._values,
+            flat,
+        )
+        return self._modes
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         """One field realisation (n, n, n) float32 from ``rng``."""
-        noise = complex_normals(rng, self._amplitude, self._amplitude.size)
-        self._modes.reshape(-1)[self._drawn] = noise
-        return cropped_inverse_fft(self._modes, self.n)
+        return cropped_inverse_fft(self.draw_modes(rng), self.n)
 
 
 def cropped_inverse_fft(modes: np.ndarray, n: int) -> np.ndarray:

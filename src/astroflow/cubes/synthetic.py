@@ -30,11 +30,12 @@ import numpy as np
 from astroflow.cubes.config import LOG_SAMPLED, CoreConfig
 from astroflow.cubes.fields import (
     CroppedGaussianField,
+    add_standard_normals,
     crop_mean_response,
     full_grid_weights,
     power_law_variance,
-    standard_normals,
 )
+from astroflow.cubes.kernels import core_fields
 from astroflow.cubes.line import optically_thin_spectra
 from astroflow.cubes.params import PARAM_NAMES
 
@@ -114,15 +115,15 @@ class CoreSynthesizer:
     def synthesize(self, rng: np.random.Generator) -> Core:
         """One core from ``rng``: parameters, density and velocity fields, mock cube.
 
-        Parameters, the two turbulent fields and the noise draw from separate child streams,
-        so switching the noise or the beam off leaves the core itself unchanged.
+        The two turbulent fields (one 64-bit key each, see :mod:`astroflow.cubes.fields`), the
+        parameters and the noise draw from ``rng`` in this order, the noise last, so switching
+        the noise or the beam off leaves the core itself unchanged.
         """
-        param_rng, density_rng, velocity_rng, noise_rng = rng.spawn(4)
-        params = self.sample_params(param_rng)
-        log_density = self.log_density_field.draw(density_rng)
-        turbulence = self.velocity_field.draw(velocity_rng)
+        log_density = self.log_density_field.draw(rng)
+        turbulence = self.velocity_field.draw(rng)
+        params = self.sample_params(rng)
         density, velocity = self.fields(params, log_density, turbulence)
-        return Core(params, density, velocity, self.observe(density, velocity, noise_rng))
+        return Core(params, density, velocity, self.observe(density, velocity, rng))
 
     def fields(
         self, params: np.ndarray, log_density: np.ndarray, turbulence: np.ndarray
@@ -134,27 +135,27 @@ class CoreSynthesizer:
         removed.
         """
         p = dict(zip(PARAM_NAMES, params, strict=True))
-        dz, dy, dx = self._offsets(p)
-        flat = p["flat_radius"]
-        q = self._radius2(dz, dy, dx) / np.float32(flat**2)  # (r / R_flat)^2
-        sigma_s = p["log_density_sigma"]
-        # n_c (1 + q)^(-eta/2) exp(sigma_s g - sigma_s^2/2) as one exponential.
-        log_n = np.log1p(q)
-        log_n *= np.float32(-p["eta"] / 2)
-        log_n += np.float32(sigma_s) * log_density
-        log_n += np.float32(math.log(p["central_density"]) - sigma_s**2 / 2)
-        density = np.exp(log_n, out=log_n)
-
-        # Infall v_r = -v_in 2 (r/R) / (1 + (r/R)^2); its z component is v_r z / r.
-        velocity = 1.0 + q
-        np.reciprocal(velocity, out=velocity)
-        velocity *= dz[:, None, None] * np.float32(-2.0 * p["infall_speed"] / flat)
-        omega = p["rotation_rate"]
-        # (Omega a x r)_z = Omega (a_x y - a_y x)
-        velocity += np.float32(omega * p["axis_x"]) * dy[None, :, None]
-        velocity -= np.float32(omega * p["axis_y"]) * dx[None, None, :]
-        velocity += turbulence
-        velocity += np.float32(p["systemic_velocity"] - turbulence.mean(dtype=np.float64))
+        flat, sigma_s, omega = p["flat_radius"], p["log_density_sigma"], p["rotation_rate"]
+        log_density = np.ascontiguousarray(log_density, dtype=np.float32)
+        turbulence = np.ascontiguousarray(turbulence, dtype=np.float32)
+        density = np.empty_like(log_density)
+        velocity = np.empty_like(log_density)
+        # n_c (1 + q)^(-eta/2) exp(sigma_s g - sigma_s^2/2); infall v_r = -v_in 2 (r/R) / (1 + q)
+        # has the z component v_r z / r; rotation (Omega a x r)_z = Omega (a_x y - a_y x).
+        core_fields(
+            self._offsets(p),
+            np.float32(1.0 / flat**2),
+            np.float32(p["eta"] / 2),
+            np.float32(sigma_s),
+            np.float32(math.log(p["central_density"]) - sigma_s**2 / 2),
+            np.float32(-2.0 * p["infall_speed"] / flat),
+            (np.float32(omega * p["axis_x"]), np.float32(omega * p["axis_y"])),
+            log_density,
+            turbulence,
+            np.float32(p["systemic_velocity"] - turbulence.mean(dtype=np.float64)),
+            density,
+            velocity,
+        )
         return density, velocity
 
     def smooth_density(self, params: np.ndarray) -> np.ndarray:
@@ -172,9 +173,7 @@ class CoreSynthesizer:
         if self.beam_sigma_pixels > 0:
             cube = convolve_beam(cube, self.beam_sigma_pixels)
         if self.config.noise_rms_k > 0:
-            noise = standard_normals(rng, cube.shape)
-            noise *= np.float32(self.config.noise_rms_k)
-            cube += noise
+            add_standard_normals(rng, cube, self.config.noise_rms_k)
         return cube
 
     def _offsets(self, p: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
