@@ -6,8 +6,9 @@ shards. Cases: shards that fit the memory limit (the default; read once, then se
 memory: the one-time read is reported apart) and shards streamed map by map (datasets above the
 limit, e.g. the full CMD). The last column compares with the rate at which a cnn2d training
 step consumes maps of that size on this machine (the engine's device choices, ``--threads``).
-Target: ratio >= 0.9 and loader far above consumption. Prints a table and writes
-benchmarks/results/loader_throughput.json.
+Target: ratio >= 0.9 and loader far above consumption. The two sides alternate epoch by epoch
+and the ratio is the median over repeats of their paired ratios (this shared machine's speed
+drifts by 10% over seconds). Prints a table and writes benchmarks/results/loader_throughput.json.
 
     python benchmarks/loader_throughput.py [--repeats 5] [--epochs 5] [--threads 2]
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -80,18 +81,36 @@ def write_shards(directory: Path, n_shards: int, sims: int, map_size: int) -> li
     ]
 
 
-def maps_per_second(dataset: Dataset, workers: int, epochs: int, batch: int) -> float:
-    """Steady-state rate over ``epochs`` epochs (worker start-up and first batch excluded)."""
+def epoch_loader(dataset: Dataset, workers: int, batch: int) -> tuple[PlanSampler, DataLoader]:
+    """The training loader over ``dataset``, its workers started and first batch taken."""
     plan = EpochPlan(len(dataset), batch, seed=0, n_transforms=D4_ORDER)
     sampler = PlanSampler(plan)
     loader = train_loader(dataset, sampler, torch.device("cpu"), workers)
     next(iter(loader))  # start the workers
+    return sampler, loader
+
+
+def epoch_seconds(sampler: PlanSampler, loader: DataLoader, epoch: int) -> tuple[int, float]:
+    """Maps delivered in one epoch of the plan, and the seconds it took."""
+    sampler.set_epoch(epoch)
     start, count = time.perf_counter(), 0
+    for x, _, _ in loader:
+        count += len(x)
+    return count, time.perf_counter() - start
+
+
+def paired_rates(shards: Dataset, arrays: Dataset, workers: int, epochs: int, batch: int):
+    """Steady-state maps per second of both sides over ``epochs`` epochs each (worker start-up
+    and first batch excluded), the sides alternating epoch by epoch: on a shared machine whose
+    speed drifts, both then see the same conditions."""
+    sides = [epoch_loader(shards, workers, batch), epoch_loader(arrays, workers, batch)]
+    totals = [[0, 0.0], [0, 0.0]]
     for epoch in range(epochs):
-        sampler.set_epoch(epoch)
-        for x, _, _ in loader:
-            count += len(x)
-    return count / (time.perf_counter() - start)
+        for side, (sampler, loader) in enumerate(sides):
+            count, seconds = epoch_seconds(sampler, loader, epoch)
+            totals[side][0] += count
+            totals[side][1] += seconds
+    return totals[0][0] / totals[0][1], totals[1][0] / totals[1][1]
 
 
 def training_rate(map_size: int, n_fields: int, batch: int, threads: int) -> float:
@@ -122,16 +141,18 @@ def training_rate(map_size: int, n_fields: int, batch: int, threads: int) -> flo
 def case(name: str, paths: list[Path], fields: list[str], args, workers: int, cached: bool):
     probe = ShardDataset(paths, fields, PARAMS, in_memory=True)
     baseline = ArrayDataset(probe[list(range(len(probe)))].x.numpy(), probe.targets, probe.sim_ids)
-    shards, arrays, reads = [], [], []
+    shards, arrays, ratios, reads = [], [], [], []
     for _ in range(args.repeats):
         dataset = ShardDataset(paths, fields, PARAMS, in_memory=cached)
         start = time.perf_counter()
         dataset.preload()
         reads.append(time.perf_counter() - start)
-        shards.append(maps_per_second(dataset, workers, args.epochs, args.batch))
-        arrays.append(maps_per_second(baseline, workers, args.epochs, args.batch))
-    # Best of the repeats: the machine is shared, and contention only ever slows a run down.
-    shard_rate, array_rate = max(shards), max(arrays)
+        shard_rate, array_rate = paired_rates(dataset, baseline, workers, args.epochs, args.batch)
+        shards.append(shard_rate)
+        arrays.append(array_rate)
+        ratios.append(shard_rate / array_rate)
+    # Rates: best of the repeats (contention only ever slows a run down); the ratio: median
+    # of the repeats' paired ratios.
     return {
         "case": name,
         "map_size": probe.map_size,
@@ -139,9 +160,10 @@ def case(name: str, paths: list[Path], fields: list[str], args, workers: int, ca
         "workers": workers,
         "maps": len(probe),
         "one_time_read_s": statistics.median(reads) if cached else 0.0,
-        "shards_maps_per_s": shard_rate,
-        "arrays_maps_per_s": array_rate,
-        "ratio": shard_rate / array_rate,
+        "shards_maps_per_s": max(shards),
+        "arrays_maps_per_s": max(arrays),
+        "ratio": statistics.median(ratios),
+        "ratio_per_repeat": ratios,
     }
 
 

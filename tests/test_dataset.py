@@ -21,6 +21,7 @@ from astroflow.maps.dataset import (
     unscale,
     unscale_sigma,
 )
+from astroflow.maps.gather import MappedShards
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +107,10 @@ def test_in_memory_mapped_and_chunked_reads_agree(shards, tmp_path, fields):
     cached = ShardDataset(shards, fields, ["Omega_m"], in_memory=True)
     mapped = ShardDataset(shards, fields, ["Omega_m"], in_memory=False)
     chunked = ShardDataset(rechunked(shards, tmp_path), fields, ["Omega_m"], in_memory=False)
-    runs = mapped._mapped_runs(0)  # contiguous shards stream mapped: views of the memmap
-    assert all(isinstance(block.base.base, np.memmap) for _, _, block in runs)
-    assert sum(n for _, n, _ in runs) == len(fields)
-    assert chunked._mapped_runs(0) is None  # chunked ones through h5py
+    # Contiguous shards stream from memory maps of their files, chunked ones through h5py.
+    assert isinstance(mapped._mapping(0).base, np.memmap)
+    assert isinstance(mapped._mapped_shards(), MappedShards)
+    assert chunked._mapping(0) is None and chunked._mapped_shards() is None
     for i in (0, 5, 13, 23):
         np.testing.assert_array_equal(cached[i][0].numpy(), mapped[i][0].numpy())
         np.testing.assert_array_equal(cached[i][0].numpy(), chunked[i][0].numpy())

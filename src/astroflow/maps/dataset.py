@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from astroflow.batch import Batch
 from astroflow.io import string_attr
 from astroflow.maps import cmd
+from astroflow.maps.gather import MappedShards
 
 IN_MEMORY_BYTES = 1 << 30
 """Selected maps up to this size (per process) are read once per shard and kept in memory."""
@@ -136,7 +137,8 @@ class ShardDataset(Dataset):
             x = torch.from_numpy(self._all_maps()[index])
         else:
             shard = int(np.searchsorted(self._offsets, index, side="right")) - 1
-            x = torch.from_numpy(self._read_maps([shard], [index - int(self._offsets[shard])])[0])
+            local = np.array([index - self._offsets[shard]])
+            x = torch.from_numpy(self._read_maps(np.array([shard]), local)[0])
         if element is None and self.augment:
             element = int(torch.randint(D4_ORDER, (1,), generator=self._generator()))
         if element:  # element 0 is the identity
@@ -161,7 +163,7 @@ class ShardDataset(Dataset):
             x = self._all_maps()[index]
         else:
             shard_of = np.searchsorted(self._offsets, index, side="right") - 1
-            x = self._read_maps(shard_of.tolist(), (index - self._offsets[shard_of]).tolist())
+            x = self._read_maps(shard_of, index - self._offsets[shard_of])
         maps = torch.from_numpy(x)
         if planned:
             elements = [key[1] for key in keys]
@@ -197,58 +199,49 @@ class ShardDataset(Dataset):
             self._close_handles()  # not needed any more, and no handle may reach a worker
         return self._memory
 
-    def _read_maps(self, shards: Sequence[int], local: Sequence[int]) -> np.ndarray:
+    def _read_maps(self, shards: np.ndarray, local: np.ndarray) -> np.ndarray:
         """Selected channels (k, C, N, N) float32 of map ``local[k]`` of shard ``shards[k]``.
 
-        From the file mapping where the shard has one: each map copied straight into its row,
-        one block per run of consecutive channels. Gathering a shard's maps into a temporary
-        and copying that into the batch made streamed 256x256 maps a quarter slower than maps
-        from memory; a positioned read (``os.preadv``) took half again as long as this copy for
-        64x64 maps. Otherwise one h5py read per map and channel: h5py's list indexing
+        From the file mappings when every shard has one: each map copied straight into its
+        row by one compiled loop per batch (:mod:`astroflow.maps.gather`). Gathering a
+        shard's maps into a temporary and copying that into the batch made streamed 256x256
+        maps a quarter slower than maps from memory; a positioned read (``os.preadv``) took
+        half again as long as a copy for 64x64 maps, and a Python assignment per row cost
+        more than its copy. Otherwise one h5py read per map and channel: h5py's list indexing
         (maps[[i, j, ...]]) builds a point selection that was 30x slower than these reads for
         32 maps.
         """
+        mapped = self._mapped_shards()
+        if mapped is not None:
+            return mapped.read(shards, local)
         out = np.empty((len(local), len(self.fields), self.map_size, self.map_size), np.float32)
-        runs_of = {shard: self._mapped_runs(shard) for shard in set(shards)}
-        whole = {s: runs[0][2] for s, runs in runs_of.items() if runs and len(runs) == 1}
-        if len(whole) == len(runs_of):
-            # Every shard's selection is one run of channels: one copy per map, and the
-            # least Python per row (it is a tenth of a 64x64 map's cost).
-            for row, (shard, i) in enumerate(zip(shards, local, strict=True)):
-                out[row] = whole[shard][i]
-            return out
         for row, (shard, i) in enumerate(zip(shards, local, strict=True)):
-            runs = runs_of[shard]
-            if runs is None:
-                maps = self._maps(shard)
-                for c, channel in enumerate(self._channels[shard]):
-                    out[row, c] = maps[i, channel]
-            else:
-                for first, n, mapped in runs:
-                    out[row, first : first + n] = mapped[i]
+            maps = self._maps(shard)
+            for c, channel in enumerate(self._channels[shard]):
+                out[row, c] = maps[i, channel]
         return out
 
-    def _mapped_runs(self, shard: int) -> list[tuple[int, int, np.ndarray]] | None:
-        """Per run of consecutive file channels in the shard's selection: first output channel,
-        count, and those channels of the shard's ``maps`` as a read-only memory map of the
-        file; None where the dataset is chunked, filtered or not little-endian float32 (read
-        through h5py)."""
-        if shard not in self._mappings:
-            maps = self._maps(shard)
-            offset = maps.id.get_offset() if maps.chunks is None else None
-            runs = None
-            if offset is not None and maps.dtype == np.dtype("<f4") and not maps.external:
-                # As a plain array over the mapped file: np.memmap's own indexing adds a third
-                # of a batch's time.
-                mapped = np.asarray(
-                    np.memmap(self.paths[shard], "<f4", "r", offset=offset, shape=maps.shape)
-                )
-                runs = [
-                    (first, n, mapped[:, channel : channel + n])
-                    for first, n, channel in _runs(self._channels[shard])
-                ]
-            self._mappings[shard] = runs
-        return self._mappings[shard]
+    def _mapped_shards(self) -> MappedShards | None:
+        """Every shard's selection over its file mapping, or None if a shard has none."""
+        if self._mapped is None:
+            mappings = [self._mapping(shard) for shard in range(len(self.paths))]
+            if any(mapping is None for mapping in mappings):
+                self._mapped = False
+            else:
+                runs = [_runs(channels) for channels in self._channels]
+                self._mapped = MappedShards(mappings, runs)
+        return self._mapped or None
+
+    def _mapping(self, shard: int) -> np.ndarray | None:
+        """The shard's ``maps`` as a read-only memory map of the file; None where the dataset is
+        chunked, filtered or not little-endian float32 (read through h5py)."""
+        maps = self._maps(shard)
+        offset = maps.id.get_offset() if maps.chunks is None else None
+        if offset is None or maps.dtype != np.dtype("<f4") or maps.external:
+            return None
+        # As a plain array over the mapped file: np.memmap's own indexing adds a third of a
+        # batch's time.
+        return np.asarray(np.memmap(self.paths[shard], "<f4", "r", offset=offset, shape=maps.shape))
 
     def _maps(self, shard: int) -> h5py.Dataset:
         """The open ``maps`` dataset of a shard (opening it per read costs ten reads)."""
@@ -266,7 +259,7 @@ class ShardDataset(Dataset):
         self._pid = os.getpid()
         self._files: dict[int, h5py.File] = {}
         self._datasets: dict[int, h5py.Dataset] = {}
-        self._mappings: dict[int, list[tuple[int, int, np.ndarray]] | None] = {}
+        self._mapped: MappedShards | bool | None = None  # built on the first streamed read
         self._rng: torch.Generator | None = None
 
     def _ensure_process_state(self) -> None:
@@ -287,13 +280,13 @@ class ShardDataset(Dataset):
             handle.close()
         self._files.clear()
         self._datasets.clear()
-        self._mappings.clear()
+        self._mapped = None
 
     def __getstate__(self) -> dict:
         # Spawned workers (macOS, Windows) receive a pickled copy: handles cannot travel, and
         # a gigabyte of maps should not travel through a pipe.
         state = self.__dict__.copy()
-        state.update(_files={}, _datasets={}, _mappings={}, _memory=None, _rng=None, _pid=None)
+        state.update(_files={}, _datasets={}, _mapped=None, _memory=None, _rng=None, _pid=None)
         return state
 
 
