@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from cube_factory import tiny_config
 
-from astroflow.cubes import shards
+from astroflow.cubes import synthetic
 from astroflow.cubes.params import PARAM_NAMES
 from astroflow.cubes.shards import CubeShardError, read_cube_shard, write_cube_shard
 
@@ -65,7 +65,7 @@ def test_a_failing_job_leaves_no_shard(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(shards, "los_profiles", broken)
+    monkeypatch.setattr(synthetic, "los_profiles", broken)  # the writer imports it on call
     with pytest.raises(RuntimeError, match="disk full"):
         write_cube_shard(tiny_config(), "train", 0, 2, 1, tmp_path / "s.h5")
     assert list(tmp_path.iterdir()) == []

@@ -30,11 +30,6 @@ import numpy as np
 
 from astroflow.cubes.config import CoreConfig
 from astroflow.cubes.params import PARAM_NAMES, PARAM_UNITS
-from astroflow.cubes.synthetic import (
-    CoreSynthesizer,
-    column_density,
-    los_profiles,
-)
 from astroflow.io import atomic_path
 
 FORMAT_VERSION = 1
@@ -94,6 +89,9 @@ def write_cube_shard(
     written one at a time (memory stays at one core) to a temporary file renamed onto
     ``out_path`` when complete; on any error nothing is left under the final name.
     """
+    # The synthesis runs compiled loops (numba): only writers load it, not every shard reader.
+    from astroflow.cubes.synthetic import CoreSynthesizer, column_density, los_profiles
+
     if not isinstance(config, CoreConfig):
         config = CoreConfig.from_mapping(config)
     if n_cores_per_shard < 1:

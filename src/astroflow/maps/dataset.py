@@ -12,6 +12,7 @@ import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
@@ -21,7 +22,9 @@ from torch.utils.data import Dataset
 from astroflow.batch import Batch
 from astroflow.io import string_attr
 from astroflow.maps import cmd
-from astroflow.maps.gather import MappedShards
+
+if TYPE_CHECKING:
+    from astroflow.maps.gather import MappedShards
 
 IN_MEMORY_BYTES = 1 << 30
 """Selected maps up to this size (per process) are read once per shard and kept in memory."""
@@ -228,6 +231,9 @@ class ShardDataset(Dataset):
             if any(mapping is None for mapping in mappings):
                 self._mapped = False
             else:
+                # Compiled (numba): imported by streaming datasets only, not by every job.
+                from astroflow.maps.gather import MappedShards
+
                 runs = [_runs(channels) for channels in self._channels]
                 self._mapped = MappedShards(mappings, runs)
         return self._mapped or None
