@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft
 
-from astroflow.cubes.kernels import add_normals, fill_complex_normals
+from astroflow.cubes.kernels import fill_complex_normals
 
 
 def wavenumber_grid(padded: int) -> np.ndarray:
@@ -79,10 +79,21 @@ def philox_key(rng: np.random.Generator) -> tuple[np.uint64, np.uint64]:
 
 
 def add_standard_normals(rng: np.random.Generator, out: np.ndarray, scale: float) -> None:
-    """Add ``scale`` times independent standard normals to the float32 array ``out`` in place."""
+    """Add ``scale`` times independent standard normals to the float32 array ``out`` in place:
+    the real and imaginary parts of complex normals, two independent normals each."""
     if out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError("add_standard_normals needs a C-contiguous float32 array")
-    add_normals(philox_key(rng), np.float32(scale), out.reshape(-1))
+    count = (out.size + 1) // 2
+    noise = np.empty(count, np.complex64)
+    fill_complex_normals(
+        philox_key(rng),
+        np.full(count, scale, np.float32),
+        np.zeros(1, np.int64),  # one run: the whole array
+        np.array([count], np.int64),
+        np.empty(4 * ((count + 1) // 2), np.float32),
+        noise.view(np.float32),
+    )
+    out += noise.view(np.float32)[: out.size].reshape(out.shape)
 
 
 def _runs(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,26 +37,21 @@ _PHILOX_W0 = np.uint64(0x9E3779B9)
 _PHILOX_W1 = np.uint64(0xBB67AE85)
 
 
-@intrinsic
-def _bits_of(typingctx, value):
-    """The IEEE bits of a float32 as an int32 (a reinterpretation, not a conversion)."""
-    signature = types.int32(types.float32)
+def _bitcast(source: types.Type, target: types.Type):
+    """A compiled reinterpretation of a ``source`` value's bits as a ``target`` (no conversion)."""
 
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
+    @intrinsic
+    def bitcast(typingctx, value):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(target))
 
-    return signature, codegen
+        return target(source), codegen
+
+    return bitcast
 
 
-@intrinsic
-def _float_of(typingctx, bits):
-    """The float32 whose IEEE bits are the given int32."""
-    signature = types.float32(types.int32)
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
-
-    return signature, codegen
+_bits_of = _bitcast(types.float32, types.int32)
+_float_of = _bitcast(types.int32, types.float32)
 
 
 @njit(inline="always", **_JIT)
@@ -206,28 +201,6 @@ def fill_complex_normals(
         for j in range(run.size):
             run[j] = source[j]
         k += run_length[i]
-
-
-@njit(**_JIT)
-def add_normals(key: tuple[int, int], scale: float, out: np.ndarray) -> None:
-    """Add ``scale`` times a standard normal to every value of the flat float32 ``out``: the
-    real and imaginary parts of complex normals (independent by construction), values 4i to
-    4i + 3 from the Philox block of counter i under ``key``."""
-    k0, k1 = key
-    for i in range(out.size // 4):
-        m0, c0, s0, m1, c1, s1 = _two_complex_normals(i, k0, k1)
-        m0 *= scale
-        m1 *= scale
-        out[4 * i] += m0 * c0
-        out[4 * i + 1] += m0 * s0
-        out[4 * i + 2] += m1 * c1
-        out[4 * i + 3] += m1 * s1
-    done = out.size - out.size % 4
-    if done < out.size:
-        m0, c0, s0, m1, c1, _ = _two_complex_normals(out.size // 4, k0, k1)
-        last = ((m0 * scale) * c0, (m0 * scale) * s0, (m1 * scale) * c1)
-        for j in range(out.size - done):
-            out[done + j] += last[j]
 
 
 @njit(**_JIT)
