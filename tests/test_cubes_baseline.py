@@ -57,6 +57,13 @@ def test_baseline_on_noise_is_finite_and_positive():
     density, velocity = flat_profile_baseline(noise, config)
     assert density.shape == (2, config.n_bins, 16, 16)
     assert np.all(density > 0) and np.all(np.isfinite(velocity))
+    # A cube without a line: the columns without a channel above the clip take the band's
+    # centre, not the centroid of the summed noise (which can lie anywhere, even off the band).
+    channels = config.channels_kms
+    quiet = np.abs(noise).max(axis=1) < 3 * 0.1
+    assert quiet.any()
+    np.testing.assert_allclose(velocity[:, 0][quiet], channels.mean(), atol=1e-6)
+    assert np.all(np.abs(velocity) <= channels.max())
 
 
 def test_metrics_of_perfect_and_flat_predictions():

@@ -24,8 +24,10 @@ def flat_profile_baseline(cube: np.ndarray, config: CoreConfig) -> tuple[np.ndar
     Density (cm^-3): moment 0 / (kappa * box depth), floored at the moment 0 of one noise rms
     (noise makes faint columns' moment 0 negative, and a density must be positive). Velocity
     (km/s): moment 1 over channels above CLIP_SIGMA noise rms; a column with no such channel
-    gets the centroid of its cube's summed spectrum, the systemic velocity an observer would
-    assume. ``config`` gives the channels, kappa, depth, bins and noise.
+    gets the centroid of its cube's summed spectrum over the channels where that spectrum is
+    above CLIP_SIGMA times its own noise, the systemic velocity an observer would assume (the
+    band's centre when the cube shows no line at all: a centroid of pure noise can fall far
+    outside the band). ``config`` gives the channels, kappa, depth, bins and noise.
     """
     cube = np.asarray(cube, dtype=np.float64)
     channels = config.channels_kms
@@ -37,7 +39,11 @@ def flat_profile_baseline(cube: np.ndarray, config: CoreConfig) -> tuple[np.ndar
     clip = CLIP_SIGMA * config.noise_rms_k if config.noise_rms_k > 0 else None
     _, m1, _ = moment_maps(cube, channels, clip=clip)
     summed = cube.sum(axis=(-2, -1))  # (..., nv)
-    systemic = (summed * channels).sum(axis=-1) / summed.sum(axis=-1)
+    pixels = cube.shape[-2] * cube.shape[-1]
+    detected = np.where(summed > CLIP_SIGMA * config.noise_rms_k * np.sqrt(pixels), summed, 0.0)
+    total = detected.sum(axis=-1)
+    centroid = (detected * channels).sum(axis=-1) / np.where(total > 0, total, 1.0)
+    systemic = np.where(total > 0, centroid, channels.mean())
     velocity = np.where(np.isfinite(m1), m1, systemic[..., None, None])
 
     shape = (*m0.shape[:-2], config.n_bins, *m0.shape[-2:])
