@@ -110,6 +110,7 @@ def test_in_memory_mapped_and_chunked_reads_agree(shards, tmp_path, fields):
     # Contiguous shards stream from memory maps of their files, chunked ones through h5py.
     assert isinstance(mapped._mapping(0).base, np.memmap)
     assert isinstance(mapped._mapped_shards(), MappedShards)
+    assert not mapped._files  # the mappings hold the files; no HDF5 handle stays open
     assert chunked._mapping(0) is None and chunked._mapped_shards() is None
     for i in (0, 5, 13, 23):
         np.testing.assert_array_equal(cached[i][0].numpy(), mapped[i][0].numpy())

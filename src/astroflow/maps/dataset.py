@@ -236,6 +236,7 @@ class ShardDataset(Dataset):
 
                 runs = [_runs(channels) for channels in self._channels]
                 self._mapped = MappedShards(mappings, runs)
+                self._close_handles()  # each mapping holds its file: one descriptor per shard
         return self._mapped or None
 
     def _mapping(self, shard: int) -> np.ndarray | None:
@@ -286,7 +287,6 @@ class ShardDataset(Dataset):
             handle.close()
         self._files.clear()
         self._datasets.clear()
-        self._mapped = None
 
     def __getstate__(self) -> dict:
         # Spawned workers (macOS, Windows) receive a pickled copy: handles cannot travel, and
