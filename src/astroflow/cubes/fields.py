@@ -84,16 +84,12 @@ def add_standard_normals(rng: np.random.Generator, out: np.ndarray, scale: float
     if out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError("add_standard_normals needs a C-contiguous float32 array")
     count = (out.size + 1) // 2
-    noise = np.empty(count, np.complex64)
+    values = np.empty(4 * ((count + 1) // 2), np.float32)
+    no_runs = np.zeros(0, np.int64)  # nothing to place: the values are the noise, in order
     fill_complex_normals(
-        philox_key(rng),
-        np.full(count, scale, np.float32),
-        np.zeros(1, np.int64),  # one run: the whole array
-        np.array([count], np.int64),
-        np.empty(4 * ((count + 1) // 2), np.float32),
-        noise.view(np.float32),
+        philox_key(rng), np.full(count, scale, np.float32), no_runs, no_runs, values, values
     )
-    out += noise.view(np.float32)[: out.size].reshape(out.shape)
+    out += values[: out.size].reshape(out.shape)
 
 
 def _runs(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

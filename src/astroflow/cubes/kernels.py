@@ -178,7 +178,8 @@ def fill_complex_normals(
     imaginary interleaved); run i covers complex entries run_start[i] to run_start[i] +
     run_length[i] - 1, and the runs take ``amplitude`` (float32, one per entry, in run order)
     in order. The values are made in one contiguous pass into ``values`` (float32, at least
-    4 ceil(size / 2)), which vectorises, and then copied run by run.
+    4 ceil(size / 2); entries 2k and 2k + 1 hold normal k), which vectorises, and then copied
+    run by run.
     """
     k0, k1 = key
     size = amplitude.size
